@@ -1,0 +1,1 @@
+//! vpath-bpf (being written)

@@ -1,0 +1,1 @@
+//! vpath-import (being written)

@@ -1,0 +1,1 @@
+//! vpath-log (being written)

@@ -1,0 +1,1 @@
+//! vpath-sim (being written)
