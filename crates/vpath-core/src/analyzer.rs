@@ -26,7 +26,10 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { idle_flush_ns: 1_000_000_000, horizon_ns: 5_000_000_000 }
+        Config {
+            idle_flush_ns: 1_000_000_000,
+            horizon_ns: 5_000_000_000,
+        }
     }
 }
 
@@ -92,7 +95,12 @@ impl Analyzer {
     pub fn add_host(&mut self, name: &str, checkpointed: bool) -> HostId {
         let id = HostId(self.hosts.len() as u16);
         let name: Arc<str> = Arc::from(name);
-        self.hosts.push(HostStage::new(id, name.clone(), checkpointed, self.config.clone()));
+        self.hosts.push(HostStage::new(
+            id,
+            name.clone(),
+            checkpointed,
+            self.config.clone(),
+        ));
         self.names.push(name);
         self.stitch.add_host(id);
         id

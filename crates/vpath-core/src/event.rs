@@ -140,7 +140,12 @@ impl Syscall {
             "preadv2" => Syscall::Preadv,
             "pwritev2" => Syscall::Pwritev,
             "sendfile64" => Syscall::Sendfile,
-            _ => return Syscall::ALL.iter().copied().find(|c| c.name() == s && *c != Syscall::Unknown),
+            _ => {
+                return Syscall::ALL
+                    .iter()
+                    .copied()
+                    .find(|c| c.name() == s && *c != Syscall::Unknown)
+            }
         })
     }
 }

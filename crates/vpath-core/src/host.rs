@@ -1,12 +1,1008 @@
-//! Stage 1 (stub, being written).
+//! Stage 1: host-local analysis, internal causality.
+//!
+//! One [`HostStage`] per host stream. It follows every thread and every
+//! socket of the host and turns their operations into plain records:
+//!
+//! - a [`SpanRecord`] per server span (one thread's handling of one inbound
+//!   request, with the calls it made before replying) and per origin exchange
+//!   (a call made by a thread that was serving nothing);
+//! - a [`HostOutput::Link`] as soon as a call's request starts, so that the
+//!   stitch knows that the callee's span has an observed caller;
+//! - [`HostOutput::ServerEndpoint`] the first time an endpoint is seen serving;
+//! - [`HostOutput::Loss`] for every checkpoint interval in which the kernel
+//!   lost events.
+//!
+//! # Rules
+//! *Messages.* On one socket, consecutive data operations in one direction
+//! form one message; a message ends when the other direction speaks (or the
+//! socket closes). A message's position is the stream position of its first
+//! byte: the TCP sequence number when the source knows it ([`flags::SEQ`]),
+//! otherwise the byte offset since connect/accept (or, for sources without
+//! byte counts, the message ordinal), together with the incarnation of the
+//! 4-tuple. A connection seen mid-stream without sequence numbers has no
+//! position: its links cannot be proven and are left out.
+//!
+//! *Roles.* The end that called `connect` is the client, the end returned by
+//! `accept` the server. Otherwise, in order: a local endpoint already seen
+//! serving on this host is a server; an end whose peer is such an endpoint is
+//! a client; a port below 1024 facing one above serves; an ephemeral port
+//! (32768 and up) facing a lower one is a client; failing all of these the end
+//! that speaks first is taken as the client and its records carry
+//! [`Issue::RoleGuessed`].
+//!
+//! *Internal causality (vPath's thread model).* A request received on a server
+//! socket opens a span on the receiving thread. Requests the same thread sends
+//! on client sockets before it sends the reply are the span's calls. A thread
+//! with two requests open at once (an event loop) cannot attribute its calls:
+//! they and the spans are marked [`Issue::AmbiguousThread`]. A call made by a
+//! thread serving nothing is an origin, unless its process serves requests,
+//! in which case it belongs to an unknown request ([`Issue::Unattributed`]).
+//!
+//! *Loss.* Every record covers a window of its thread's timeline, from the
+//! thread's previous operation to the operation that ended the record. When a
+//! checkpoint reports lost events, every record whose window overlaps the
+//! checkpoint interval gets [`Issue::EventsLost`]. With a checkpointed source
+//! records are held until a checkpoint covers their window.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
 use crate::analyzer::{Config, HostId, Stats};
-use crate::event::Record;
-pub enum HostOutput {}
-pub struct HostStage;
+use crate::event::{canonical, Event, Op, Record};
+use crate::path::Issue;
+
+/// Stream position of a message's first byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pos {
+    /// TCP sequence number: the same on both ends.
+    Seq(u32),
+    /// Byte offset since connect/accept, in the `inc`-th connection with this
+    /// 4-tuple seen by this host.
+    Offset { inc: u32, offset: u64 },
+    /// Message ordinal since connect/accept (sources without byte counts).
+    Ordinal { inc: u32, n: u64 },
+}
+
+/// Disambiguates loopback traffic: 127.0.0.1 in one network namespace is not
+/// 127.0.0.1 in another. 0 for routable addresses.
+pub type Scope = u64;
+
+/// What joins a caller's call to the callee's server span.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LinkKey {
+    pub caller: SocketAddr,
+    pub callee: SocketAddr,
+    pub scope: Scope,
+    pub pos: Pos,
+}
+
+/// An endpoint seen serving.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EndpointKey {
+    pub addr: SocketAddr,
+    pub scope: Scope,
+}
+
+/// Globally unique id of a record: host in the top 16 bits.
+pub type RecId = u64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecKind {
+    Server,
+    Origin,
+}
+
+/// One request/reply exchange made by a record's thread, as the caller saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    /// None when the position is unknown (see [`Issue::Unaligned`]).
+    pub key: Option<LinkKey>,
+    pub scope: Scope,
+    /// The caller's endpoint.
+    pub local: SocketAddr,
+    /// The callee's endpoint.
+    pub remote: SocketAddr,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// Request bytes.
+    pub bytes_out: u64,
+    /// Reply bytes.
+    pub bytes_in: u64,
+    /// A reply was seen (sources without byte counts report 0 bytes).
+    pub replied: bool,
+    pub issues: Vec<Issue>,
+}
+
+/// A finished span: the plain record that the stitch joins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpanRecord {
+    pub id: RecId,
+    pub kind: RecKind,
+    pub host: Arc<str>,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: Option<Arc<str>>,
+    pub netns: u32,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// For server spans: the key of the request that opened it.
+    pub uplink: Option<LinkKey>,
+    pub calls: Vec<Call>,
+    pub issues: Vec<Issue>,
+}
+
+/// What a host stage hands to the stitch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostOutput {
+    Link {
+        key: LinkKey,
+        parent: RecId,
+    },
+    ServerEndpoint(EndpointKey),
+    Record(SpanRecord),
+    /// Events were lost in (from, to].
+    Loss {
+        from: u64,
+        to: u64,
+    },
+    /// Stream time of this host has reached this value.
+    Watermark(u64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Unknown,
+    Client,
+    Server,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dir {
+    Out,
+    In,
+}
+
+/// Who owns the exchange in progress on a socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cur {
+    None,
+    /// Server socket: the span that received the current request.
+    Span(RecId),
+    /// Client socket: call `idx` of record `rec`.
+    Call(RecId, u32),
+}
+
+struct Sock {
+    local: SocketAddr,
+    remote: SocketAddr,
+    netns: u32,
+    scope: Scope,
+    role: Role,
+    guessed: bool,
+    /// connect/accept was seen, so offsets count from the connection's start.
+    aligned: bool,
+    /// Incarnation of the 4-tuple, assigned at the first data operation.
+    inc: Option<u32>,
+    off_out: u64,
+    off_in: u64,
+    msgs_out: u64,
+    msgs_in: u64,
+    dir: Option<Dir>,
+    cur: Cur,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Receiving the request.
+    Request,
+    /// Has made calls, no reply yet.
+    Calling,
+    /// Sending the reply.
+    Reply,
+}
+
+struct OpenRec {
+    rec: SpanRecord,
+    phase: Phase,
+    /// For server spans: the socket of the inbound request.
+    sock: u64,
+    /// Start of the record's window on its thread's timeline.
+    win_start: u64,
+    /// Last time anything happened to the record (for idle flushing).
+    last_ns: u64,
+}
+
+struct Thread {
+    pid: u32,
+    comm: Option<Arc<str>>,
+    /// Time of the thread's last data operation (0 before the first).
+    last_ns: u64,
+    /// Open server spans, normally at most one.
+    spans: Vec<RecId>,
+    /// The origin exchange in progress, if any.
+    origin: Option<RecId>,
+}
+
+struct Held {
+    rec: SpanRecord,
+    win_start: u64,
+    win_end: u64,
+}
+
+/// Stage 1 for one host.
+pub struct HostStage {
+    id: HostId,
+    name: Arc<str>,
+    checkpointed: bool,
+    config: Config,
+    next_rec: u64,
+    now: u64,
+    threads: FxHashMap<u32, Thread>,
+    socks: FxHashMap<u64, Sock>,
+    recs: FxHashMap<RecId, OpenRec>,
+    comms: FxHashMap<u32, (u32, Arc<str>)>,
+    /// Endpoints seen serving on this host.
+    servers: FxHashSet<EndpointKey>,
+    /// Processes that serve requests.
+    serving: FxHashSet<u32>,
+    /// Incarnations of each 4-tuple seen with connect/accept.
+    incs: FxHashMap<(SocketAddr, SocketAddr, Scope), u32>,
+    /// Finished records waiting for a checkpoint.
+    held: VecDeque<Held>,
+    /// Checkpoint intervals with loss, (from, to].
+    lossy: VecDeque<(u64, u64)>,
+    last_ck: Option<(u64, u64)>,
+    next_flush_check: u64,
+    last_watermark: u64,
+}
+
+const FLUSH_CHECK_NS: u64 = 100_000_000;
+const WATERMARK_STEP_NS: u64 = 10_000_000;
+
 impl HostStage {
-    pub fn new(_: HostId, _: Arc<str>, _: bool, _: Config) -> Self { HostStage }
-    pub fn push(&mut self, _: &Record, _: &mut Stats, _: &mut Vec<HostOutput>) {}
-    pub fn finish(&mut self, _: &mut Stats, _: &mut Vec<HostOutput>) {}
-    pub fn in_flight(&self) -> usize { 0 }
+    pub fn new(id: HostId, name: Arc<str>, checkpointed: bool, config: Config) -> Self {
+        HostStage {
+            id,
+            name,
+            checkpointed,
+            config,
+            next_rec: 1,
+            now: 0,
+            threads: FxHashMap::default(),
+            socks: FxHashMap::default(),
+            recs: FxHashMap::default(),
+            comms: FxHashMap::default(),
+            servers: FxHashSet::default(),
+            serving: FxHashSet::default(),
+            incs: FxHashMap::default(),
+            held: VecDeque::new(),
+            lossy: VecDeque::new(),
+            last_ck: None,
+            next_flush_check: 0,
+            last_watermark: 0,
+        }
+    }
+
+    /// Records and sockets held in memory.
+    pub fn in_flight(&self) -> usize {
+        self.recs.len() + self.held.len() + self.socks.len()
+    }
+
+    pub fn push(&mut self, rec: &Record, stats: &mut Stats, out: &mut Vec<HostOutput>) {
+        match rec {
+            Record::Event(e) => {
+                stats.events += 1;
+                if e.ts_ns > self.now {
+                    self.now = e.ts_ns;
+                }
+                match e.op {
+                    Op::Send | Op::Recv => {
+                        if e.is_data() {
+                            stats.data_events += 1;
+                            self.data(e, stats, out);
+                        } else {
+                            stats.ignored_events += 1;
+                        }
+                    }
+                    Op::Connect | Op::Accept => self.open_conn(e, out),
+                    Op::Close => self.close(e.sock, out),
+                }
+                if self.now >= self.next_flush_check {
+                    self.next_flush_check = self.now + FLUSH_CHECK_NS;
+                    self.idle_flush(out);
+                }
+                if self.now >= self.last_watermark + WATERMARK_STEP_NS {
+                    self.last_watermark = self.now;
+                    out.push(HostOutput::Watermark(self.now));
+                }
+            }
+            Record::Thread(t) => {
+                let comm: Arc<str> = Arc::from(t.comm.as_str());
+                if let Some(th) = self.threads.get_mut(&t.tid) {
+                    th.pid = t.pid;
+                    th.comm = Some(comm.clone());
+                }
+                self.comms.insert(t.tid, (t.pid, comm));
+            }
+            Record::Checkpoint(c) => self.checkpoint(c.ts_ns, c.lost_total, stats, out),
+        }
+    }
+
+    /// End of this host's input: flush everything.
+    pub fn finish(&mut self, stats: &mut Stats, out: &mut Vec<HostOutput>) {
+        let mut ids: Vec<RecId> = self.recs.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            self.finalize(id, out);
+        }
+        // Records not covered by any checkpoint could not be verified lossless.
+        let verified_to = self.last_ck.map(|c| c.0).unwrap_or(0);
+        while let Some(mut h) = self.held.pop_front() {
+            if self.tainted(h.win_start, h.win_end)
+                || (self.checkpointed && h.win_end > verified_to)
+            {
+                add_issue(&mut h.rec.issues, Issue::EventsLost);
+            }
+            out.push(HostOutput::Record(h.rec));
+        }
+        let _ = stats;
+        out.push(HostOutput::Watermark(u64::MAX));
+    }
+
+    fn new_id(&mut self) -> RecId {
+        let id = ((self.id.0 as u64) << 48) | self.next_rec;
+        self.next_rec += 1;
+        id
+    }
+
+    fn scope_of(&self, netns: u32, local: &SocketAddr, remote: &SocketAddr) -> Scope {
+        if is_loopback(local.ip()) || is_loopback(remote.ip()) {
+            ((self.id.0 as u64 + 1) << 32) | netns as u64
+        } else {
+            0
+        }
+    }
+
+    fn sock_entry(&mut self, e: &Event) -> &mut Sock {
+        let local = canonical(&e.local);
+        let remote = canonical(&e.remote);
+        let scope = self.scope_of(e.netns, &local, &remote);
+        let s = self.socks.entry(e.sock).or_insert_with(|| Sock {
+            local,
+            remote,
+            netns: e.netns,
+            scope,
+            role: Role::Unknown,
+            guessed: false,
+            aligned: false,
+            inc: None,
+            off_out: 0,
+            off_in: 0,
+            msgs_out: 0,
+            msgs_in: 0,
+            dir: None,
+            cur: Cur::None,
+        });
+        // A tuple learnt late (connect before the port was bound), or lost
+        // after close (ports read 0): keep the most complete one.
+        if local.port() != 0 && remote.port() != 0 && (s.local != local || s.remote != remote) {
+            s.local = local;
+            s.remote = remote;
+            s.scope = scope;
+        }
+        s
+    }
+
+    fn open_conn(&mut self, e: &Event, out: &mut Vec<HostOutput>) {
+        // A new connection on a cookie we still track: the old one is over.
+        if let Some(s) = self.socks.get(&e.sock) {
+            if s.dir.is_some() {
+                self.close(e.sock, out);
+            }
+        }
+        let pid = e.pid;
+        let s = self.sock_entry(e);
+        s.aligned = true;
+        s.inc = None;
+        s.off_in = 0;
+        s.off_out = 0;
+        s.msgs_in = 0;
+        s.msgs_out = 0;
+        s.dir = None;
+        s.guessed = false;
+        if e.op == Op::Connect {
+            s.role = Role::Client;
+        } else {
+            s.role = Role::Server;
+            let key = EndpointKey {
+                addr: s.local,
+                scope: s.scope,
+            };
+            self.serving.insert(pid);
+            if self.servers.insert(key) {
+                out.push(HostOutput::ServerEndpoint(key));
+            }
+        }
+    }
+
+    fn decide_role(&mut self, sock: u64, first: Dir, pid: u32, out: &mut Vec<HostOutput>) {
+        let s = self.socks.get_mut(&sock).expect("socket exists");
+        if s.role != Role::Unknown {
+            return;
+        }
+        let here = EndpointKey {
+            addr: s.local,
+            scope: s.scope,
+        };
+        let there = EndpointKey {
+            addr: s.remote,
+            scope: s.scope,
+        };
+        let (lp, rp) = (s.local.port(), s.remote.port());
+        s.role = if self.servers.contains(&here) {
+            Role::Server
+        } else if self.servers.contains(&there) {
+            Role::Client
+        } else if lp < 1024 && rp >= 1024 {
+            Role::Server
+        } else if rp < 1024 && lp >= 1024 {
+            Role::Client
+        } else if lp >= 32768 && rp < 32768 {
+            Role::Client
+        } else if rp >= 32768 && lp < 32768 {
+            Role::Server
+        } else {
+            s.guessed = true;
+            if first == Dir::Out {
+                Role::Client
+            } else {
+                Role::Server
+            }
+        };
+        if s.role == Role::Server {
+            self.serving.insert(pid);
+            if self.servers.insert(here) {
+                out.push(HostOutput::ServerEndpoint(here));
+            }
+        }
+    }
+
+    fn thread(&mut self, pid: u32, tid: u32) -> &mut Thread {
+        let comms = &self.comms;
+        let th = self.threads.entry(tid).or_insert_with(|| Thread {
+            pid,
+            comm: comms.get(&tid).map(|c| c.1.clone()),
+            last_ns: 0,
+            spans: Vec::new(),
+            origin: None,
+        });
+        if th.pid != pid {
+            // A reused tid: a new thread.
+            th.pid = pid;
+            th.comm = comms.get(&tid).filter(|c| c.0 == pid).map(|c| c.1.clone());
+        }
+        th
+    }
+
+    fn data(&mut self, e: &Event, stats: &mut Stats, out: &mut Vec<HostOutput>) {
+        let dir = if e.op == Op::Send { Dir::Out } else { Dir::In };
+        self.sock_entry(e);
+        self.decide_role(e.sock, dir, e.pid, out);
+        self.thread(e.pid, e.tid);
+
+        // Message boundary and position of this operation's first byte.
+        let (role, new_msg, pos) = {
+            let s = self.socks.get_mut(&e.sock).unwrap();
+            let new_msg = s.dir != Some(dir);
+            if s.aligned && s.inc.is_none() {
+                let c = self.incs.entry((s.local, s.remote, s.scope)).or_insert(0);
+                *c += 1;
+                s.inc = Some(*c);
+            }
+            if new_msg {
+                match dir {
+                    Dir::Out => s.msgs_out += 1,
+                    Dir::In => s.msgs_in += 1,
+                }
+            }
+            let (off, n) = match dir {
+                Dir::Out => (&mut s.off_out, s.msgs_out),
+                Dir::In => (&mut s.off_in, s.msgs_in),
+            };
+            let pos = if e.has_seq() {
+                Some(Pos::Seq(e.seq))
+            } else if let (true, Some(inc)) = (s.aligned, s.inc) {
+                if e.bytes_known() {
+                    Some(Pos::Offset { inc, offset: *off })
+                } else {
+                    Some(Pos::Ordinal { inc, n })
+                }
+            } else {
+                None
+            };
+            *off += e.moved();
+            s.dir = Some(dir);
+            (s.role, new_msg, pos)
+        };
+
+        match (role, dir) {
+            (Role::Server, Dir::In) => self.server_recv(e, new_msg, pos, stats, out),
+            (Role::Server, Dir::Out) => self.server_send(e, new_msg, stats, out),
+            (Role::Client, Dir::Out) => self.client_send(e, new_msg, pos, out),
+            (Role::Client, Dir::In) => self.client_recv(e, new_msg, stats, out),
+            (Role::Unknown, _) => unreachable!("role decided above"),
+        }
+        self.threads.get_mut(&e.tid).unwrap().last_ns = e.ts_ns;
+    }
+
+    /// The thread moves on to new work: whatever it had finished is final.
+    fn thread_moves_on(&mut self, tid: u32, out: &mut Vec<HostOutput>) {
+        let th = self.threads.get_mut(&tid).unwrap();
+        let origin = th.origin.take();
+        let spans = std::mem::take(&mut th.spans);
+        let mut keep = Vec::with_capacity(spans.len());
+        let mut done = Vec::new();
+        for id in spans {
+            match self.recs.get(&id) {
+                Some(r) if r.phase == Phase::Reply => done.push(id),
+                Some(_) => keep.push(id),
+                None => {}
+            }
+        }
+        self.threads.get_mut(&tid).unwrap().spans = keep;
+        if let Some(o) = origin {
+            self.finalize(o, out);
+        }
+        for id in done {
+            self.finalize(id, out);
+        }
+    }
+
+    fn server_recv(
+        &mut self,
+        e: &Event,
+        new_msg: bool,
+        pos: Option<Pos>,
+        stats: &mut Stats,
+        out: &mut Vec<HostOutput>,
+    ) {
+        let cur = self.socks[&e.sock].cur;
+        if !new_msg {
+            if let Cur::Span(id) = cur {
+                if let Some(r) = self.recs.get_mut(&id) {
+                    r.rec.bytes_in += e.moved();
+                    r.last_ns = e.ts_ns;
+                    if r.rec.tid != e.tid {
+                        add_issue(&mut r.rec.issues, Issue::HandOff);
+                    }
+                    return;
+                }
+            }
+            // More request bytes, but the span they belong to is gone.
+            stats.stray_messages += 1;
+            self.thread_moves_on(e.tid, out);
+            return;
+        }
+        // A new request on this socket: the previous exchange on it is over.
+        if let Cur::Span(prev) = cur {
+            self.finalize(prev, out);
+        }
+        self.thread_moves_on(e.tid, out);
+
+        let s = &self.socks[&e.sock];
+        let (local, remote, scope, netns, guessed) =
+            (s.local, s.remote, s.scope, s.netns, s.guessed);
+        let uplink = pos.map(|pos| LinkKey {
+            caller: remote,
+            callee: local,
+            scope,
+            pos,
+        });
+        let id = self.new_id();
+        let th = &self.threads[&e.tid];
+        let mut issues = Vec::new();
+        if uplink.is_none() {
+            issues.push(Issue::Unaligned);
+        }
+        if guessed {
+            issues.push(Issue::RoleGuessed);
+        }
+        let ambiguous = !th.spans.is_empty();
+        if ambiguous {
+            issues.push(Issue::AmbiguousThread);
+        }
+        let rec = SpanRecord {
+            id,
+            kind: RecKind::Server,
+            host: self.name.clone(),
+            pid: e.pid,
+            tid: e.tid,
+            comm: th.comm.clone(),
+            netns,
+            local,
+            remote,
+            start_ns: e.ts_ns,
+            end_ns: e.ts_ns,
+            bytes_in: e.moved(),
+            bytes_out: 0,
+            uplink,
+            calls: Vec::new(),
+            issues,
+        };
+        let win_start = th.last_ns;
+        if ambiguous {
+            for other in th.spans.clone() {
+                if let Some(r) = self.recs.get_mut(&other) {
+                    add_issue(&mut r.rec.issues, Issue::AmbiguousThread);
+                }
+            }
+        }
+        self.recs.insert(
+            id,
+            OpenRec {
+                rec,
+                phase: Phase::Request,
+                sock: e.sock,
+                win_start,
+                last_ns: e.ts_ns,
+            },
+        );
+        self.threads.get_mut(&e.tid).unwrap().spans.push(id);
+        self.socks.get_mut(&e.sock).unwrap().cur = Cur::Span(id);
+    }
+
+    fn server_send(
+        &mut self,
+        e: &Event,
+        new_msg: bool,
+        stats: &mut Stats,
+        out: &mut Vec<HostOutput>,
+    ) {
+        let cur = self.socks[&e.sock].cur;
+        let Cur::Span(id) = cur else {
+            // A reply to a request we never saw (greeting, or mid-stream start).
+            stats.stray_messages += 1;
+            self.thread_moves_on(e.tid, out);
+            return;
+        };
+        let Some(r) = self.recs.get_mut(&id) else {
+            if !new_msg {
+                stats.stray_messages += 1;
+            }
+            self.thread_moves_on(e.tid, out);
+            return;
+        };
+        r.phase = Phase::Reply;
+        r.rec.bytes_out += e.moved();
+        r.rec.end_ns = e.ts_ns;
+        r.last_ns = e.ts_ns;
+        let owner = r.rec.tid;
+        if owner != e.tid {
+            add_issue(&mut r.rec.issues, Issue::HandOff);
+            // The replying worker is done with whatever it did before.
+            self.thread_moves_on(e.tid, out);
+        } else if new_msg {
+            // Finishing this span is the owner's next step; its other spans
+            // stay open (event loop) and any origin exchange is over.
+            let th = self.threads.get_mut(&e.tid).unwrap();
+            if let Some(o) = th.origin.take() {
+                self.finalize(o, out);
+            }
+        }
+    }
+
+    fn client_send(
+        &mut self,
+        e: &Event,
+        new_msg: bool,
+        pos: Option<Pos>,
+        out: &mut Vec<HostOutput>,
+    ) {
+        let cur = self.socks[&e.sock].cur;
+        if !new_msg {
+            if let Cur::Call(id, idx) = cur {
+                if let Some(r) = self.recs.get_mut(&id) {
+                    let c = &mut r.rec.calls[idx as usize];
+                    c.bytes_out += e.moved();
+                    c.end_ns = e.ts_ns;
+                    r.last_ns = e.ts_ns;
+                    if r.rec.tid != e.tid {
+                        add_issue(&mut r.rec.issues, Issue::HandOff);
+                    }
+                    return;
+                }
+            }
+        }
+        // A new call (a call without reply on this socket is flagged when its
+        // record is finalized). Spans of this thread that had replied are final now.
+        let th = self.threads.get_mut(&e.tid).unwrap();
+        let prev_origin = th.origin.take();
+        if let Some(o) = prev_origin {
+            self.finalize(o, out);
+        }
+        let spans = std::mem::take(&mut self.threads.get_mut(&e.tid).unwrap().spans);
+        let mut open = Vec::with_capacity(spans.len());
+        for id in spans {
+            match self.recs.get(&id).map(|r| r.phase) {
+                Some(Phase::Reply) => self.finalize(id, out),
+                Some(_) => open.push(id),
+                None => {}
+            }
+        }
+        let th = self.threads.get_mut(&e.tid).unwrap();
+        th.spans = open;
+
+        let s = &self.socks[&e.sock];
+        let (local, remote, scope, guessed, netns) =
+            (s.local, s.remote, s.scope, s.guessed, s.netns);
+        let key = pos.map(|pos| LinkKey {
+            caller: local,
+            callee: remote,
+            scope,
+            pos,
+        });
+        let mut call_issues = Vec::new();
+        if guessed {
+            call_issues.push(Issue::RoleGuessed);
+        }
+        let call = Call {
+            key,
+            scope,
+            local,
+            remote,
+            start_ns: e.ts_ns,
+            end_ns: e.ts_ns,
+            bytes_out: e.moved(),
+            bytes_in: 0,
+            replied: false,
+            issues: call_issues,
+        };
+        let th = &self.threads[&e.tid];
+        let parent = if th.spans.len() == 1 {
+            let id = th.spans[0];
+            let r = self.recs.get_mut(&id).unwrap();
+            r.phase = Phase::Calling;
+            r.last_ns = e.ts_ns;
+            r.rec.calls.push(call);
+            (id, r.rec.calls.len() as u32 - 1)
+        } else {
+            // No inbound request: an origin exchange (or, in a serving
+            // process or an event loop, one we cannot attribute).
+            let mut issues = Vec::new();
+            if th.spans.len() > 1 {
+                issues.push(Issue::AmbiguousThread);
+            } else if self.serving.contains(&e.pid) {
+                issues.push(Issue::Unattributed);
+            }
+            let ambiguous = th.spans.clone();
+            let id = self.new_id();
+            let th = &self.threads[&e.tid];
+            let rec = SpanRecord {
+                id,
+                kind: RecKind::Origin,
+                host: self.name.clone(),
+                pid: e.pid,
+                tid: e.tid,
+                comm: th.comm.clone(),
+                netns,
+                local,
+                remote,
+                start_ns: e.ts_ns,
+                end_ns: e.ts_ns,
+                bytes_in: 0,
+                bytes_out: 0,
+                uplink: None,
+                calls: vec![call],
+                issues,
+            };
+            let win_start = th.last_ns;
+            self.recs.insert(
+                id,
+                OpenRec {
+                    rec,
+                    phase: Phase::Calling,
+                    sock: e.sock,
+                    win_start,
+                    last_ns: e.ts_ns,
+                },
+            );
+            self.threads.get_mut(&e.tid).unwrap().origin = Some(id);
+            for other in ambiguous {
+                if let Some(r) = self.recs.get_mut(&other) {
+                    add_issue(&mut r.rec.issues, Issue::AmbiguousThread);
+                }
+            }
+            (id, 0)
+        };
+        if let Some(key) = key {
+            out.push(HostOutput::Link {
+                key,
+                parent: parent.0,
+            });
+        }
+        self.socks.get_mut(&e.sock).unwrap().cur = Cur::Call(parent.0, parent.1);
+    }
+
+    fn client_recv(
+        &mut self,
+        e: &Event,
+        new_msg: bool,
+        stats: &mut Stats,
+        out: &mut Vec<HostOutput>,
+    ) {
+        let cur = self.socks[&e.sock].cur;
+        let _ = new_msg;
+        if let Cur::Call(id, idx) = cur {
+            if let Some(r) = self.recs.get_mut(&id) {
+                let c = &mut r.rec.calls[idx as usize];
+                c.bytes_in += e.moved();
+                c.replied = true;
+                c.end_ns = e.ts_ns;
+                r.last_ns = e.ts_ns;
+                if r.rec.tid != e.tid {
+                    add_issue(&mut c.issues, Issue::HandOff);
+                }
+                return;
+            }
+        }
+        // A reply to a call we never saw (or a server greeting).
+        stats.stray_messages += 1;
+        let th = self.threads.get_mut(&e.tid).unwrap();
+        if let Some(o) = th.origin.take() {
+            self.finalize(o, out);
+        }
+    }
+
+    fn close(&mut self, sock: u64, out: &mut Vec<HostOutput>) {
+        let Some(s) = self.socks.remove(&sock) else {
+            return;
+        };
+        match s.cur {
+            Cur::Span(id) => self.finalize(id, out),
+            Cur::Call(id, _) => {
+                if let Some(r) = self.recs.get(&id) {
+                    if r.rec.kind == RecKind::Origin {
+                        self.finalize(id, out);
+                    }
+                }
+            }
+            Cur::None => {}
+        }
+    }
+
+    /// Flushes records whose reply has been idle for `idle_flush_ns`.
+    fn idle_flush(&mut self, out: &mut Vec<HostOutput>) {
+        let limit = self.now.saturating_sub(self.config.idle_flush_ns);
+        let mut idle: Vec<RecId> = self
+            .recs
+            .iter()
+            .filter(|(_, r)| {
+                r.last_ns < limit
+                    && (r.phase == Phase::Reply
+                        || (r.rec.kind == RecKind::Origin && r.rec.calls[0].replied))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        idle.sort_unstable();
+        for id in idle {
+            self.finalize(id, out);
+        }
+    }
+
+    /// Removes an open record and hands it on (or holds it for a checkpoint).
+    fn finalize(&mut self, id: RecId, out: &mut Vec<HostOutput>) {
+        let Some(r) = self.recs.remove(&id) else {
+            return;
+        };
+        if let Some(th) = self.threads.get_mut(&r.rec.tid) {
+            th.spans.retain(|s| *s != id);
+            if th.origin == Some(id) {
+                th.origin = None;
+            }
+        }
+        if let Some(s) = self.socks.get_mut(&r.sock) {
+            if s.cur == Cur::Span(id) || matches!(s.cur, Cur::Call(x, _) if x == id) {
+                s.cur = Cur::None;
+            }
+        }
+        let mut rec = r.rec;
+        if rec.kind == RecKind::Origin {
+            let c = &rec.calls[0];
+            rec.start_ns = c.start_ns;
+            rec.end_ns = c.end_ns;
+            rec.bytes_out = c.bytes_out;
+            rec.bytes_in = c.bytes_in;
+        }
+        if rec.kind == RecKind::Server && r.phase != Phase::Reply {
+            add_issue(&mut rec.issues, Issue::NoReply);
+        }
+        for c in rec.calls.iter_mut() {
+            if !c.replied {
+                add_issue(&mut c.issues, Issue::NoReply);
+            }
+        }
+        let win_end = self.now;
+        if self.checkpointed {
+            let verified = self.last_ck.map(|c| c.0).unwrap_or(0);
+            if win_end <= verified {
+                if self.tainted(r.win_start, win_end) {
+                    add_issue(&mut rec.issues, Issue::EventsLost);
+                }
+                out.push(HostOutput::Record(rec));
+            } else {
+                self.held.push_back(Held {
+                    rec,
+                    win_start: r.win_start,
+                    win_end,
+                });
+            }
+        } else {
+            out.push(HostOutput::Record(rec));
+        }
+    }
+
+    fn tainted(&self, from: u64, to: u64) -> bool {
+        self.lossy.iter().any(|&(a, b)| a < to && b >= from)
+    }
+
+    fn checkpoint(
+        &mut self,
+        ts: u64,
+        lost_total: u64,
+        stats: &mut Stats,
+        out: &mut Vec<HostOutput>,
+    ) {
+        let (prev_ts, prev_lost) = self.last_ck.unwrap_or((0, 0));
+        let ts = ts.max(prev_ts);
+        if lost_total > prev_lost {
+            stats.lost_events += lost_total - prev_lost;
+            self.lossy.push_back((prev_ts, ts));
+            out.push(HostOutput::Loss {
+                from: prev_ts,
+                to: ts,
+            });
+        }
+        self.last_ck = Some((ts, lost_total.max(prev_lost)));
+        if ts > self.now {
+            self.now = ts;
+        }
+        // Release held records that this checkpoint covers. Windows end in
+        // stream order, so the queue is ordered by `win_end`.
+        while self.held.front().is_some_and(|h| h.win_end <= ts) {
+            let mut h = self.held.pop_front().unwrap();
+            if self.tainted(h.win_start, h.win_end) {
+                add_issue(&mut h.rec.issues, Issue::EventsLost);
+            }
+            out.push(HostOutput::Record(h.rec));
+        }
+        // Forget loss intervals that no open or held record can overlap.
+        let oldest = self
+            .recs
+            .values()
+            .map(|r| r.win_start)
+            .chain(self.held.iter().map(|h| h.win_start))
+            .min()
+            .unwrap_or(ts);
+        while self.lossy.front().is_some_and(|&(_, b)| b < oldest) {
+            self.lossy.pop_front();
+        }
+        out.push(HostOutput::Watermark(self.now));
+    }
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    ip.is_loopback()
+}
+
+pub(crate) fn add_issue(v: &mut Vec<Issue>, i: Issue) {
+    if !v.contains(&i) {
+        v.push(i);
+    }
 }

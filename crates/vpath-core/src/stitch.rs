@@ -1,14 +1,515 @@
-//! Stage 2 (stub, being written).
-use std::collections::VecDeque;
+//! Stage 2: the stitch, external causality.
+//!
+//! A join of each call's [`LinkKey`] (caller endpoint, callee endpoint,
+//! stream position of the request's first byte) with the server span whose
+//! request starts at the same position on the mirrored 4-tuple. Its inputs are
+//! the plain [`HostOutput`] records of the host stages; its output is paths.
+//!
+//! # Rules
+//! - A call and a server span are joined only on an exact key match. Nothing
+//!   is joined on timing, so skewed clocks between hosts do not matter and a
+//!   join is never a guess.
+//! - A call whose key finds no span within `horizon_ns` of stream time after
+//!   its reply becomes a leaf: a `remote` span when its callee endpoint was
+//!   never seen serving on an observed host, otherwise a missing callee
+//!   ([`Issue::CalleeMissing`]).
+//! - A server span whose key no call announced ([`HostOutput::Link`]) within
+//!   `horizon_ns` of its start is the root of a path (its caller is not
+//!   observed). If events were lost on any host near that time, the caller
+//!   may have been lost: the root carries [`Issue::CallerMissing`].
+//! - A path is complete when none of its spans carries an issue.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
 use crate::analyzer::{Config, HostId, Stats};
-use crate::host::HostOutput;
-use crate::path::Path;
-pub struct Stitch;
+use crate::host::{add_issue, Call, EndpointKey, HostOutput, LinkKey, RecId, RecKind, SpanRecord};
+use crate::path::{Issue, Path, Span, SpanKind};
+
+type NodeId = u32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Child {
+    Pending,
+    Node(NodeId),
+    Remote,
+    Missing,
+}
+
+struct Node {
+    rec: SpanRecord,
+    children: Vec<Child>,
+    parent: Option<NodeId>,
+    /// Pending calls in this node plus attached children not yet resolved.
+    open: u32,
+    /// Decided to be the root of a path.
+    root: bool,
+    /// Unique per node, unlike the reused `NodeId`.
+    serial: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Deadline {
+    Call(NodeId, u32, u64),
+    Orphan(NodeId, u64),
+}
+
+pub struct Stitch {
+    config: Config,
+    nodes: Vec<Option<Node>>,
+    free: Vec<NodeId>,
+    /// Calls whose parent record is here but whose server span is not yet.
+    pending: FxHashMap<LinkKey, (NodeId, u32)>,
+    /// Calls announced by a Link whose parent record is not here yet.
+    links: FxHashMap<LinkKey, RecId>,
+    /// Server spans whose call was announced but whose parent is not here yet.
+    early: FxHashMap<LinkKey, NodeId>,
+    /// Server spans with no announced caller (yet).
+    orphans: FxHashMap<LinkKey, NodeId>,
+    servers: FxHashSet<EndpointKey>,
+    losses: VecDeque<(u64, u64)>,
+    deadlines: BinaryHeap<Reverse<(u64, Deadline)>>,
+    watermarks: Vec<u64>,
+    ended: Vec<bool>,
+    low: u64,
+    next_path: u64,
+    serial: u64,
+}
+
 impl Stitch {
-    pub fn new(_: Config) -> Self { Stitch }
-    pub fn add_host(&mut self, _: HostId) {}
-    pub fn push(&mut self, _: HostId, o: HostOutput, _: &mut Stats, _: &mut VecDeque<Path>) { match o {} }
-    pub fn end_host(&mut self, _: HostId, _: &mut Stats, _: &mut VecDeque<Path>) {}
-    pub fn finish(&mut self, _: &mut Stats, _: &mut VecDeque<Path>) {}
-    pub fn in_flight(&self) -> usize { 0 }
+    pub fn new(config: Config) -> Self {
+        Stitch {
+            config,
+            nodes: Vec::new(),
+            free: Vec::new(),
+            pending: FxHashMap::default(),
+            links: FxHashMap::default(),
+            early: FxHashMap::default(),
+            orphans: FxHashMap::default(),
+            servers: FxHashSet::default(),
+            losses: VecDeque::new(),
+            deadlines: BinaryHeap::new(),
+            watermarks: Vec::new(),
+            ended: Vec::new(),
+            low: 0,
+            next_path: 1,
+            serial: 0,
+        }
+    }
+
+    pub fn add_host(&mut self, _h: HostId) {
+        self.watermarks.push(0);
+        self.ended.push(false);
+    }
+
+    /// Nodes, announced links and waiting keys held in memory.
+    pub fn in_flight(&self) -> usize {
+        (self.nodes.len() - self.free.len()) + self.links.len()
+    }
+
+    pub fn push(
+        &mut self,
+        h: HostId,
+        o: HostOutput,
+        stats: &mut Stats,
+        ready: &mut VecDeque<Path>,
+    ) {
+        match o {
+            HostOutput::Link { key, parent } => {
+                self.links.insert(key, parent);
+            }
+            HostOutput::ServerEndpoint(k) => {
+                self.servers.insert(k);
+            }
+            HostOutput::Loss { from, to } => {
+                self.losses.push_back((from, to));
+                // Keep the recent past only; roots look back `horizon_ns`.
+                while self.losses.len() > 4096 {
+                    self.losses.pop_front();
+                }
+            }
+            HostOutput::Record(rec) => self.record(rec, stats, ready),
+            HostOutput::Watermark(ts) => {
+                let w = &mut self.watermarks[h.0 as usize];
+                if ts > *w {
+                    *w = ts;
+                    self.advance(stats, ready);
+                }
+            }
+        }
+    }
+
+    pub fn end_host(&mut self, h: HostId, stats: &mut Stats, ready: &mut VecDeque<Path>) {
+        self.ended[h.0 as usize] = true;
+        self.watermarks[h.0 as usize] = u64::MAX;
+        self.advance(stats, ready);
+    }
+
+    /// End of all input: every wait is over.
+    pub fn finish(&mut self, stats: &mut Stats, ready: &mut VecDeque<Path>) {
+        for w in self.watermarks.iter_mut() {
+            *w = u64::MAX;
+        }
+        self.advance(stats, ready);
+        // Spans announced by a call whose parent record never came.
+        let early: Vec<NodeId> = self.early.drain().map(|(_, n)| n).collect();
+        for n in early {
+            let node = self.node_mut(n);
+            add_issue(&mut node.rec.issues, Issue::CallerMissing);
+            self.make_root(n, stats, ready);
+        }
+        self.links.clear();
+        // Safety net: nothing stays behind unreported.
+        for n in 0..self.nodes.len() as NodeId {
+            if self.nodes[n as usize]
+                .as_ref()
+                .is_some_and(|x| x.parent.is_none())
+            {
+                let node = self.node_mut(n);
+                if node.open > 0 {
+                    add_issue(&mut node.rec.issues, Issue::CalleeMissing);
+                }
+                self.emit(n, stats, ready);
+            }
+        }
+        self.pending.clear();
+        self.orphans.clear();
+    }
+
+    fn live(&self, n: NodeId, serial: u64) -> Option<&Node> {
+        self.nodes
+            .get(n as usize)
+            .and_then(|x| x.as_ref())
+            .filter(|x| x.serial == serial)
+    }
+
+    fn node(&self, n: NodeId) -> &Node {
+        self.nodes[n as usize].as_ref().expect("live node")
+    }
+
+    fn node_mut(&mut self, n: NodeId) -> &mut Node {
+        self.nodes[n as usize].as_mut().expect("live node")
+    }
+
+    fn alloc(&mut self, node: Node) -> NodeId {
+        if let Some(n) = self.free.pop() {
+            self.nodes[n as usize] = Some(node);
+            n
+        } else {
+            self.nodes.push(Some(node));
+            (self.nodes.len() - 1) as NodeId
+        }
+    }
+
+    fn record(&mut self, rec: SpanRecord, stats: &mut Stats, ready: &mut VecDeque<Path>) {
+        stats.spans += 1;
+        let ncalls = rec.calls.len();
+        let uplink = if rec.kind == RecKind::Server {
+            rec.uplink
+        } else {
+            None
+        };
+        let is_origin = rec.kind == RecKind::Origin;
+        self.serial += 1;
+        let serial = self.serial;
+        let n = self.alloc(Node {
+            rec,
+            children: vec![Child::Pending; ncalls],
+            parent: None,
+            open: 0,
+            root: false,
+            serial,
+        });
+
+        // Downward: this record's calls.
+        for i in 0..ncalls {
+            let (key, end) = {
+                let c = &self.node(n).rec.calls[i];
+                (c.key, c.end_ns)
+            };
+            let Some(key) = key else {
+                // No position: it can be a leaf only if nobody observed serves it.
+                let c = &self.node(n).rec.calls[i];
+                let observed = self.servers.contains(&EndpointKey {
+                    addr: c.remote,
+                    scope: c.scope,
+                });
+                let node = self.node_mut(n);
+                if observed {
+                    node.children[i] = Child::Missing;
+                    add_issue(&mut node.rec.calls[i].issues, Issue::Unaligned);
+                    stats.links_missing += 1;
+                } else {
+                    node.children[i] = Child::Remote;
+                    stats.links_remote += 1;
+                }
+                continue;
+            };
+            if self.links.get(&key) == Some(&self.node(n).rec.id) {
+                self.links.remove(&key);
+            }
+            let child = self
+                .early
+                .remove(&key)
+                .or_else(|| self.orphans.remove(&key));
+            match child {
+                Some(c) => self.attach(n, i as u32, c, false, stats),
+                None if self.pending.contains_key(&key) => {
+                    // Two calls claim one request: neither can be proven.
+                    let node = self.node_mut(n);
+                    node.children[i] = Child::Missing;
+                    add_issue(&mut node.rec.calls[i].issues, Issue::CalleeMissing);
+                    stats.links_missing += 1;
+                }
+                None => {
+                    let serial = self.node(n).serial;
+                    self.node_mut(n).open += 1;
+                    self.pending.insert(key, (n, i as u32));
+                    let t = end.saturating_add(self.config.horizon_ns);
+                    self.deadlines
+                        .push(Reverse((t, Deadline::Call(n, i as u32, serial))));
+                }
+            }
+        }
+
+        // Upward: who called this span.
+        match uplink {
+            Some(k) => {
+                if let Some((p, i)) = self.pending.remove(&k) {
+                    self.attach(p, i, n, true, stats);
+                    if self.node(n).open == 0 {
+                        self.resolved(p, stats, ready);
+                    }
+                } else if self.early.contains_key(&k) || self.orphans.contains_key(&k) {
+                    // Two spans claim one request: neither can be proven.
+                    add_issue(&mut self.node_mut(n).rec.issues, Issue::CallerMissing);
+                    self.make_root(n, stats, ready);
+                } else if self.links.remove(&k).is_some() {
+                    self.early.insert(k, n);
+                } else {
+                    let start = self.node(n).rec.start_ns;
+                    let serial = self.node(n).serial;
+                    self.orphans.insert(k, n);
+                    let t = start.saturating_add(self.config.horizon_ns);
+                    self.deadlines
+                        .push(Reverse((t, Deadline::Orphan(n, serial))));
+                }
+            }
+            None => {
+                if !is_origin {
+                    // A server span without a position: its caller, if any,
+                    // cannot be found.
+                    let start = self.node(n).rec.start_ns;
+                    if self.loss_near(start) {
+                        add_issue(&mut self.node_mut(n).rec.issues, Issue::CallerMissing);
+                    }
+                }
+                self.make_root(n, stats, ready);
+            }
+        }
+    }
+
+    /// Puts node `c` as child `i` of `p`. When the call was counted as
+    /// pending in `p.open`, that count now stands for the child, and the
+    /// caller resolves it if the child is already resolved.
+    fn attach(&mut self, p: NodeId, i: u32, c: NodeId, counted: bool, stats: &mut Stats) {
+        stats.links_stitched += 1;
+        let child_open = self.node(c).open;
+        self.node_mut(c).parent = Some(p);
+        let pn = self.node_mut(p);
+        pn.children[i as usize] = Child::Node(c);
+        if !counted && child_open > 0 {
+            pn.open += 1;
+        }
+    }
+
+    /// One of `n`'s open items is resolved.
+    fn resolved(&mut self, mut n: NodeId, stats: &mut Stats, ready: &mut VecDeque<Path>) {
+        loop {
+            let node = self.node_mut(n);
+            node.open -= 1;
+            if node.open > 0 {
+                return;
+            }
+            match node.parent {
+                Some(p) => n = p,
+                None => {
+                    if node.root {
+                        self.emit(n, stats, ready);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn make_root(&mut self, n: NodeId, stats: &mut Stats, ready: &mut VecDeque<Path>) {
+        let node = self.node_mut(n);
+        node.root = true;
+        if node.open == 0 {
+            self.emit(n, stats, ready);
+        }
+    }
+
+    fn loss_near(&self, ts: u64) -> bool {
+        let h = self.config.horizon_ns;
+        let (lo, hi) = (ts.saturating_sub(h), ts.saturating_add(h));
+        self.losses.iter().any(|&(a, b)| a < hi && b >= lo)
+    }
+
+    fn advance(&mut self, stats: &mut Stats, ready: &mut VecDeque<Path>) {
+        let low = self.watermarks.iter().copied().min().unwrap_or(u64::MAX);
+        if low <= self.low && low != u64::MAX {
+            return;
+        }
+        self.low = low;
+        while let Some(Reverse((t, d))) = self.deadlines.peek().copied() {
+            if t > low && low != u64::MAX {
+                break;
+            }
+            self.deadlines.pop();
+            match d {
+                Deadline::Call(n, i, serial) => {
+                    let Some(node) = self.live(n, serial) else {
+                        continue;
+                    };
+                    if node.children[i as usize] != Child::Pending {
+                        continue;
+                    }
+                    let c: &Call = &node.rec.calls[i as usize];
+                    let Some(key) = c.key else { continue };
+                    let callee = EndpointKey {
+                        addr: c.remote,
+                        scope: c.scope,
+                    };
+                    if self.pending.get(&key) != Some(&(n, i)) {
+                        continue;
+                    }
+                    self.pending.remove(&key);
+                    let observed = self.servers.contains(&callee);
+                    let node = self.node_mut(n);
+                    if observed {
+                        node.children[i as usize] = Child::Missing;
+                        add_issue(&mut node.rec.calls[i as usize].issues, Issue::CalleeMissing);
+                        stats.links_missing += 1;
+                    } else {
+                        node.children[i as usize] = Child::Remote;
+                        stats.links_remote += 1;
+                    }
+                    self.resolved(n, stats, ready);
+                }
+                Deadline::Orphan(n, serial) => {
+                    let Some(node) = self.live(n, serial) else {
+                        continue;
+                    };
+                    let Some(key) = node.rec.uplink else { continue };
+                    let start = node.rec.start_ns;
+                    if self.orphans.get(&key) != Some(&n) {
+                        continue;
+                    }
+                    self.orphans.remove(&key);
+                    if self.loss_near(start) {
+                        add_issue(&mut self.node_mut(n).rec.issues, Issue::CallerMissing);
+                    }
+                    self.make_root(n, stats, ready);
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self, n: NodeId, stats: &mut Stats, ready: &mut VecDeque<Path>) {
+        let root = self.build(n);
+        let mut complete = true;
+        root.walk(&mut |s, _| complete &= s.issues.is_empty());
+        let path = Path {
+            path: self.next_path,
+            complete,
+            root,
+        };
+        self.next_path += 1;
+        stats.paths += 1;
+        if complete {
+            stats.complete_paths += 1;
+        } else {
+            stats.incomplete_paths += 1;
+        }
+        ready.push_back(path);
+    }
+
+    /// Turns a node and its subtree into spans, freeing them.
+    fn build(&mut self, n: NodeId) -> Span {
+        let node = self.nodes[n as usize].take().expect("live node");
+        self.free.push(n);
+        let Node { rec, children, .. } = node;
+        let SpanRecord {
+            kind,
+            host,
+            pid,
+            tid,
+            comm,
+            netns,
+            local,
+            remote,
+            start_ns,
+            end_ns,
+            bytes_in,
+            bytes_out,
+            calls,
+            mut issues,
+            ..
+        } = rec;
+        let mut spans = Vec::with_capacity(children.len());
+        for (call, child) in calls.into_iter().zip(children) {
+            for i in &call.issues {
+                add_issue(&mut issues, *i);
+            }
+            match child {
+                Child::Node(c) => spans.push(self.build(c)),
+                Child::Remote => spans.push(remote_span(&call)),
+                Child::Missing | Child::Pending => add_issue(&mut issues, Issue::CalleeMissing),
+            }
+        }
+        issues.sort_unstable();
+        Span {
+            kind: match kind {
+                RecKind::Server => SpanKind::Server,
+                RecKind::Origin => SpanKind::Origin,
+            },
+            host: Some(host),
+            pid: Some(pid),
+            tid: Some(tid),
+            comm,
+            netns: Some(netns),
+            local,
+            remote,
+            start_ns,
+            end_ns,
+            bytes_in,
+            bytes_out,
+            issues,
+            children: spans,
+        }
+    }
+}
+
+fn remote_span(c: &Call) -> Span {
+    Span {
+        kind: SpanKind::Remote,
+        host: None::<Arc<str>>,
+        pid: None,
+        tid: None,
+        comm: None,
+        netns: None,
+        local: c.remote,
+        remote: c.local,
+        start_ns: c.start_ns,
+        end_ns: c.end_ns,
+        bytes_in: c.bytes_out,
+        bytes_out: c.bytes_in,
+        issues: Vec::new(),
+        children: Vec::new(),
+    }
 }

@@ -1,0 +1,505 @@
+//! Hand-written scenarios, each a small story with its exact expected tree.
+//! (The exhaustive checks are the property tests in vpath-sim.)
+
+use std::net::SocketAddr;
+
+use vpath_core::{
+    flags, Analyzer, Checkpoint, Config, Event, Issue, Op, Path, Record, SpanKind, Syscall,
+    ThreadInfo,
+};
+
+/// Writes both ends of TCP connections on one or more hosts.
+struct World {
+    ts: u64,
+    hosts: Vec<Vec<Record>>,
+    next_sock: u64,
+    seq: bool,
+}
+
+#[derive(Clone, Copy)]
+struct Proc {
+    host: usize,
+    pid: u32,
+    netns: u32,
+}
+
+struct Conn {
+    c: Proc,
+    s: Proc,
+    c_sock: u64,
+    s_sock: u64,
+    caddr: SocketAddr,
+    saddr: SocketAddr,
+    up: u32,
+    down: u32,
+}
+
+impl World {
+    fn new(hosts: usize, seq: bool) -> Self {
+        World {
+            ts: 1_000_000,
+            hosts: vec![Vec::new(); hosts],
+            next_sock: 100,
+            seq,
+        }
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.ts += 1000;
+        self.ts
+    }
+
+    fn thread(&mut self, p: Proc, tid: u32, comm: &str) {
+        self.hosts[p.host].push(Record::Thread(ThreadInfo {
+            pid: p.pid,
+            tid,
+            comm: comm.into(),
+        }));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ev(
+        &mut self,
+        p: Proc,
+        tid: u32,
+        sock: u64,
+        op: Op,
+        sc: Syscall,
+        ret: i64,
+        seq: u32,
+        l: SocketAddr,
+        r: SocketAddr,
+    ) {
+        let ts = self.tick();
+        let fl = if self.seq && matches!(op, Op::Send | Op::Recv) {
+            flags::SEQ
+        } else {
+            0
+        };
+        self.hosts[p.host].push(Record::Event(Event {
+            ts_ns: ts,
+            netns: p.netns,
+            cgroup: 0,
+            pid: p.pid,
+            tid,
+            sock,
+            op,
+            syscall: sc,
+            flags: fl,
+            ret,
+            seq: if fl != 0 { seq } else { 0 },
+            local: l,
+            remote: r,
+        }));
+    }
+
+    fn connect(
+        &mut self,
+        c: Proc,
+        ctid: u32,
+        caddr: &str,
+        s: Proc,
+        stid: u32,
+        saddr: &str,
+    ) -> Conn {
+        let caddr: SocketAddr = caddr.parse().unwrap();
+        let saddr: SocketAddr = saddr.parse().unwrap();
+        self.next_sock += 2;
+        let conn = Conn {
+            c,
+            s,
+            c_sock: self.next_sock,
+            s_sock: self.next_sock + 1,
+            caddr,
+            saddr,
+            up: 1_000_000 * self.next_sock as u32,
+            down: 7_000_000 * self.next_sock as u32,
+        };
+        self.ev(
+            c,
+            ctid,
+            conn.c_sock,
+            Op::Connect,
+            Syscall::Connect,
+            0,
+            0,
+            caddr,
+            saddr,
+        );
+        self.ev(
+            s,
+            stid,
+            conn.s_sock,
+            Op::Accept,
+            Syscall::Accept4,
+            0,
+            0,
+            saddr,
+            caddr,
+        );
+        conn
+    }
+
+    /// Client thread writes `n` bytes in `parts` pieces.
+    fn c_send(&mut self, k: &mut Conn, tid: u32, n: u32, parts: u32) {
+        for i in 0..parts {
+            let b = n / parts + if i == 0 { n % parts } else { 0 };
+            let (c, s, l, r, seq) = (k.c, k.c_sock, k.caddr, k.saddr, k.up);
+            self.ev(c, tid, s, Op::Send, Syscall::Write, b as i64, seq, l, r);
+            k.up = k.up.wrapping_add(b);
+        }
+    }
+    fn s_recv(&mut self, k: &mut Conn, tid: u32, n: u32, parts: u32, start: u32) {
+        let mut seq = start;
+        for i in 0..parts {
+            let b = n / parts + if i == 0 { n % parts } else { 0 };
+            let (sp, s, l, r) = (k.s, k.s_sock, k.saddr, k.caddr);
+            self.ev(sp, tid, s, Op::Recv, Syscall::Read, b as i64, seq, l, r);
+            seq = seq.wrapping_add(b);
+        }
+    }
+    fn s_send(&mut self, k: &mut Conn, tid: u32, n: u32, parts: u32) {
+        for i in 0..parts {
+            let b = n / parts + if i == 0 { n % parts } else { 0 };
+            let (sp, s, l, r, seq) = (k.s, k.s_sock, k.saddr, k.caddr, k.down);
+            self.ev(sp, tid, s, Op::Send, Syscall::Writev, b as i64, seq, l, r);
+            k.down = k.down.wrapping_add(b);
+        }
+    }
+    fn c_recv(&mut self, k: &mut Conn, tid: u32, n: u32, parts: u32, start: u32) {
+        let mut seq = start;
+        for i in 0..parts {
+            let b = n / parts + if i == 0 { n % parts } else { 0 };
+            let (c, s, l, r) = (k.c, k.c_sock, k.caddr, k.saddr);
+            self.ev(c, tid, s, Op::Recv, Syscall::Recvfrom, b as i64, seq, l, r);
+            seq = seq.wrapping_add(b);
+        }
+    }
+
+    fn analyze(&self, observed: &[usize], checkpointed: bool) -> Vec<Path> {
+        let mut a = Analyzer::new(Config::default());
+        let ids: Vec<_> = observed
+            .iter()
+            .map(|h| (a.add_host(&format!("h{h}"), checkpointed), *h))
+            .collect();
+        for (id, h) in &ids {
+            for r in &self.hosts[*h] {
+                a.push(*id, r);
+            }
+        }
+        a.finish();
+        let mut v = Vec::new();
+        while let Some(p) = a.pop() {
+            v.push(p);
+        }
+        v
+    }
+}
+
+/// Renders a tree compactly: kind@tid[local<-remote in/out] (children).
+fn shape(p: &Path) -> String {
+    let mut s = String::new();
+    p.root.walk(&mut |sp, d| {
+        s.push_str(&"  ".repeat(d));
+        let k = match sp.kind {
+            SpanKind::Server => "server",
+            SpanKind::Origin => "origin",
+            SpanKind::Remote => "remote",
+        };
+        s.push_str(&format!(
+            "{k} tid={:?} {} {} in={} out={} issues={:?}\n",
+            sp.tid,
+            vpath_core::event::fmt_endpoint(&sp.local),
+            vpath_core::event::fmt_endpoint(&sp.remote),
+            sp.bytes_in,
+            sp.bytes_out,
+            sp.issues
+        ));
+    });
+    s
+}
+
+/// Client -> front (thread per request) -> two calls to db, on keep-alive.
+fn three_tier(w: &mut World, requests: u32) -> (Proc, Proc, Proc) {
+    let cl = Proc {
+        host: 0,
+        pid: 10,
+        netns: 1,
+    };
+    let fe = Proc {
+        host: 1,
+        pid: 20,
+        netns: 2,
+    };
+    let db = Proc {
+        host: 2,
+        pid: 30,
+        netns: 3,
+    };
+    w.thread(cl, 11, "client");
+    w.thread(fe, 21, "front");
+    w.thread(db, 31, "db");
+    let mut k1 = w.connect(cl, 11, "10.0.0.1:40000", fe, 21, "10.0.0.2:80");
+    let mut k2 = w.connect(fe, 21, "10.0.0.2:40001", db, 31, "10.0.0.3:3306");
+    for _ in 0..requests {
+        let p = k1.up;
+        w.c_send(&mut k1, 11, 300, 2);
+        w.s_recv(&mut k1, 21, 300, 3, p);
+        for _ in 0..2 {
+            let p = k2.up;
+            w.c_send(&mut k2, 21, 50, 1);
+            w.s_recv(&mut k2, 31, 50, 1, p);
+            let p = k2.down;
+            w.s_send(&mut k2, 31, 5000, 2);
+            w.c_recv(&mut k2, 21, 5000, 3, p);
+        }
+        let p = k1.down;
+        w.s_send(&mut k1, 21, 1000, 2);
+        w.c_recv(&mut k1, 11, 1000, 1, p);
+    }
+    (cl, fe, db)
+}
+
+#[test]
+fn three_tiers_keep_alive_seq_mode() {
+    let mut w = World::new(3, true);
+    three_tier(&mut w, 3);
+    let paths = w.analyze(&[0, 1, 2], false);
+    assert_eq!(paths.len(), 3, "{paths:#?}");
+    for p in &paths {
+        assert!(p.complete, "{}", shape(p));
+        assert_eq!(
+            shape(p),
+            "origin tid=Some(11) 10.0.0.1:40000 10.0.0.2:80 in=1000 out=300 issues=[]\n\
+             \x20 server tid=Some(21) 10.0.0.2:80 10.0.0.1:40000 in=300 out=1000 issues=[]\n\
+             \x20   server tid=Some(31) 10.0.0.3:3306 10.0.0.2:40001 in=50 out=5000 issues=[]\n\
+             \x20   server tid=Some(31) 10.0.0.3:3306 10.0.0.2:40001 in=50 out=5000 issues=[]\n"
+        );
+    }
+}
+
+#[test]
+fn three_tiers_offset_mode() {
+    let mut w = World::new(3, false);
+    three_tier(&mut w, 2);
+    let paths = w.analyze(&[0, 1, 2], false);
+    assert_eq!(paths.len(), 2);
+    assert!(
+        paths.iter().all(|p| p.complete && p.root.count() == 4),
+        "{paths:#?}"
+    );
+}
+
+#[test]
+fn unobserved_backend_is_a_remote_leaf() {
+    let mut w = World::new(3, true);
+    three_tier(&mut w, 1);
+    let paths = w.analyze(&[0, 1], false);
+    assert_eq!(paths.len(), 1);
+    let p = &paths[0];
+    assert!(p.complete, "{}", shape(p));
+    let fe = &p.root.children[0];
+    assert_eq!(fe.children.len(), 2);
+    assert!(fe
+        .children
+        .iter()
+        .all(|c| c.kind == SpanKind::Remote && c.bytes_in == 50 && c.bytes_out == 5000));
+}
+
+#[test]
+fn unobserved_client_makes_the_front_span_the_root() {
+    let mut w = World::new(3, true);
+    three_tier(&mut w, 2);
+    let paths = w.analyze(&[1, 2], false);
+    assert_eq!(paths.len(), 2);
+    for p in &paths {
+        assert!(p.complete);
+        assert_eq!(p.root.kind, SpanKind::Server);
+        assert_eq!(p.root.tid, Some(21));
+        assert_eq!(p.root.children.len(), 2);
+    }
+}
+
+#[test]
+fn loss_marks_touched_paths_incomplete_and_others_stay_exact() {
+    let mut w = World::new(3, true);
+    three_tier(&mut w, 4);
+    // Drop one event in the middle of the front tier's second request.
+    let host1 = &mut w.hosts[1];
+    let data: Vec<usize> = host1
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r, Record::Event(e) if e.op == Op::Send))
+        .map(|(i, _)| i)
+        .collect();
+    let victim = data[4];
+    let Record::Event(ev) = host1.remove(victim) else {
+        unreachable!()
+    };
+    // Checkpoints: one before the loss, one reporting it, one at the end.
+    let pos = host1
+        .iter()
+        .position(|r| matches!(r, Record::Event(e) if e.ts_ns > ev.ts_ns))
+        .unwrap();
+    host1.insert(
+        pos,
+        Record::Checkpoint(Checkpoint {
+            ts_ns: ev.ts_ns + 1,
+            lost_total: 1,
+        }),
+    );
+    host1.push(Record::Checkpoint(Checkpoint {
+        ts_ns: u64::MAX / 2,
+        lost_total: 1,
+    }));
+    for h in [0, 2] {
+        w.hosts[h].push(Record::Checkpoint(Checkpoint {
+            ts_ns: u64::MAX / 2,
+            lost_total: 0,
+        }));
+    }
+    let paths = w.analyze(&[0, 1, 2], true);
+    let complete = paths.iter().filter(|p| p.complete).count();
+    assert!(complete >= 1 && complete < 4, "{paths:#?}");
+    for p in paths.iter().filter(|p| p.complete) {
+        assert_eq!(p.root.count(), 4, "{}", shape(p));
+    }
+    assert!(paths.iter().any(|p| !p.complete && {
+        let mut lost = false;
+        p.root
+            .walk(&mut |s, _| lost |= s.issues.contains(&Issue::EventsLost));
+        lost
+    }));
+}
+
+#[test]
+fn pooled_connection_moves_between_threads() {
+    let mut w = World::new(1, true);
+    let cl = Proc {
+        host: 0,
+        pid: 10,
+        netns: 1,
+    };
+    let fe = Proc {
+        host: 0,
+        pid: 20,
+        netns: 1,
+    };
+    let db = Proc {
+        host: 0,
+        pid: 30,
+        netns: 1,
+    };
+    // Two client connections, two front threads, one pooled db connection.
+    let mut a = w.connect(cl, 11, "127.0.0.1:40000", fe, 21, "127.0.0.1:80");
+    let mut b = w.connect(cl, 12, "127.0.0.1:40002", fe, 22, "127.0.0.1:80");
+    let mut pool = w.connect(fe, 21, "127.0.0.1:40001", db, 31, "127.0.0.1:5432");
+    for (which, ct, ft) in [(0, 11, 21), (1, 12, 22), (0, 11, 21)] {
+        let k = if which == 0 { &mut a } else { &mut b };
+        let p = k.up;
+        w.c_send(k, ct, 10, 1);
+        w.s_recv(k, ft, 10, 1, p);
+        let p = pool.up;
+        w.c_send(&mut pool, ft, 20, 1);
+        w.s_recv(&mut pool, 31, 20, 1, p);
+        let p = pool.down;
+        w.s_send(&mut pool, 31, 30, 1);
+        w.c_recv(&mut pool, ft, 30, 1, p);
+        let p = k.down;
+        w.s_send(k, ft, 40, 1);
+        w.c_recv(k, ct, 40, 1, p);
+    }
+    let paths = w.analyze(&[0], false);
+    assert_eq!(paths.len(), 3);
+    let tids: Vec<_> = paths.iter().map(|p| p.root.children[0].tid).collect();
+    assert_eq!(tids.iter().filter(|t| **t == Some(22)).count(), 1);
+    for p in &paths {
+        assert!(p.complete, "{}", shape(p));
+        assert_eq!(p.root.count(), 3);
+    }
+}
+
+#[test]
+fn event_loop_calls_are_never_guessed() {
+    let mut w = World::new(1, true);
+    let cl = Proc {
+        host: 0,
+        pid: 10,
+        netns: 1,
+    };
+    let px = Proc {
+        host: 0,
+        pid: 20,
+        netns: 1,
+    };
+    let up = Proc {
+        host: 0,
+        pid: 30,
+        netns: 1,
+    };
+    let mut a = w.connect(cl, 11, "127.0.0.1:40000", px, 21, "127.0.0.1:80");
+    let mut b = w.connect(cl, 12, "127.0.0.1:40002", px, 21, "127.0.0.1:80");
+    let mut u = w.connect(px, 21, "127.0.0.1:40001", up, 31, "127.0.0.1:8080");
+    // The proxy thread reads both requests, then makes one upstream call.
+    let (pa, pb) = (a.up, b.up);
+    w.c_send(&mut a, 11, 10, 1);
+    w.c_send(&mut b, 12, 10, 1);
+    w.s_recv(&mut a, 21, 10, 1, pa);
+    w.s_recv(&mut b, 21, 10, 1, pb);
+    let p = u.up;
+    w.c_send(&mut u, 21, 10, 1);
+    w.s_recv(&mut u, 31, 10, 1, p);
+    let p = u.down;
+    w.s_send(&mut u, 31, 10, 1);
+    w.c_recv(&mut u, 21, 10, 1, p);
+    for (k, t) in [(&mut a, 11), (&mut b, 12)] {
+        let p = k.down;
+        w.s_send(k, 21, 10, 1);
+        w.c_recv(k, t, 10, 1, p);
+    }
+    let paths = w.analyze(&[0], false);
+    // No path may claim the upstream call as a child of either request.
+    for p in &paths {
+        p.root.walk(&mut |s, _| {
+            if s.kind == SpanKind::Server && s.tid == Some(21) {
+                assert!(s.children.is_empty() || !s.issues.is_empty());
+            }
+        });
+    }
+    assert!(paths.iter().all(|p| !p.complete), "{paths:#?}");
+}
+
+#[test]
+fn loopback_in_two_netns_is_kept_apart() {
+    // Two "containers" on one host, each with a client and a server on
+    // 127.0.0.1 with identical ports and identical sequence numbers.
+    let mut w = World::new(1, true);
+    for netns in [7, 8] {
+        let cl = Proc {
+            host: 0,
+            pid: 10 + netns,
+            netns,
+        };
+        let sv = Proc {
+            host: 0,
+            pid: 20 + netns,
+            netns,
+        };
+        let mut k = w.connect(cl, cl.pid, "127.0.0.1:40000", sv, sv.pid, "127.0.0.1:80");
+        k.up = 5;
+        k.down = 9;
+        let p = k.up;
+        w.c_send(&mut k, cl.pid, 10, 1);
+        w.s_recv(&mut k, sv.pid, 10, 1, p);
+        let p = k.down;
+        w.s_send(&mut k, sv.pid, 10 + netns, 1);
+        w.c_recv(&mut k, cl.pid, 10 + netns, 1, p);
+    }
+    let paths = w.analyze(&[0], false);
+    assert_eq!(paths.len(), 2);
+    for p in &paths {
+        assert!(p.complete);
+        assert_eq!(p.root.netns, p.root.children[0].netns);
+        assert_eq!(p.root.bytes_in, p.root.children[0].bytes_out);
+    }
+}
