@@ -1,0 +1,11 @@
+#![no_main]
+//! Any input: the strace importer returns records or errors, never panics.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    for r in vpath_import::StraceImporter::new(data) {
+        if let Err(e) = r {
+            assert!(e.line >= 1);
+        }
+    }
+});
