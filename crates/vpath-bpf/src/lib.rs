@@ -1,1 +1,39 @@
-//! vpath-bpf (being written)
+//! vpath-bpf: the capture side. CO-RE eBPF probes (bpf/vpath.bpf.c) watch
+//! every TCP send and receive, connect, accept and close, per thread, and a
+//! [`Recorder`] turns the ring buffer into [`vpath_core::Record`]s.
+//!
+//! - [`raw`]: the record layouts of `bpf/vpath.h`, mirrored and checked at
+//!   compile time, and the safe parser. No kernel needed.
+//! - [`Recorder`]: loads the embedded object (built by
+//!   `scripts/build-bpf.sh`), sets the filters, attaches, and polls the ring
+//!   on a timer (the probes never wake the reader).
+//! - [`Filters`]: pids, cgroup (path to id), network namespace, ports; all
+//!   checked in the kernel.
+//!
+//! Architecture invariant: this crate knows nothing of log files or
+//! analysis; it produces records in the event model of `vpath-core`.
+//! Inventory of probes and maps with measured costs: docs/probes.md.
+
+mod clock;
+mod error;
+mod filters;
+mod order;
+pub mod raw;
+mod recorder;
+
+pub use clock::{monotonic_ns, ClockOffset};
+pub use error::RecordError;
+pub use filters::{
+    netns_inode, netns_of_pid, CgroupFilter, Filters, CGROUP2_ROOT, MAX_PIDS, MAX_PORTS,
+};
+pub use raw::{parse_record, RawError};
+/// A [`Recorder`] can be moved to a polling thread.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Recorder>();
+};
+
+pub use recorder::{
+    ensure_tracefs, preflight, Counters, PollStats, ProgramStats, Recorder, RecorderOptions,
+    BTF_PATH, TRACEFS,
+};

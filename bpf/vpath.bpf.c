@@ -1,0 +1,551 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vpath kernel side: one record per TCP send/receive, connect, accept and
+ * close, plus a thread's comm the first time the thread is seen.
+ * Layouts: vpath.h. Inventory and measured costs: docs/probes.md.
+ *
+ * Build: scripts/build-bpf.sh (CO-RE, no generated vmlinux.h).
+ */
+#include "vp_kernel.h"
+#include "vpath.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define IPPROTO_TCP 6
+#define MSG_PEEK 2
+
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
+#define TCP_FIN_WAIT1 4
+#define TCP_CLOSE 7
+#define TCP_CLOSE_WAIT 8
+#define TCP_LAST_ACK 9
+
+#define ECONNABORTED 103
+#define SOCK_DONE 1 /* enum sock_flags, unchanged since 2.6 */
+
+/* x86_64 numbers of the syscalls whose exits we attach to. */
+#define VP_NR_ACCEPT 43
+#define VP_NR_ACCEPT4 288
+
+/* ---- Load-time configuration (set by the loader before load). ---------- */
+const volatile __u32 own_tgid = 0;     /* the recorder's own process: never traced */
+const volatile __u8 filter_pids = 0;   /* 1: only tgids in PID_FILTER */
+const volatile __u8 filter_ports = 0;  /* 1: only sockets with a port in PORT_FILTER */
+const volatile __u32 filter_netns = 0; /* non-zero: only this netns inode */
+const volatile __u64 filter_cgroup = 0; /* non-zero: only threads in this cgroup (or below) */
+const volatile __u32 filter_cgroup_level = 0; /* the level of filter_cgroup in the hierarchy */
+
+/* Bumped whenever a thread's comm may have changed or a tid may be reused,
+ * to invalidate the per-CPU last-thread caches. */
+__u32 comm_gen = 0;
+
+/* ---- Maps. -------------------------------------------------------------- */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} EVENTS SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VP_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} COUNTERS SEC(".maps");
+
+/* Threads whose comm was sent (value unused). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} SEEN_TIDS SEC(".maps");
+
+struct vp_last {
+	__u32 tid;
+	__u32 gen;
+};
+
+/* Per CPU, the last thread known to be in SEEN_TIDS: skips the hash lookup
+ * while one thread runs many syscalls. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vp_last);
+} LAST_TID SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} PID_FILTER SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u16);
+	__type(value, __u8);
+} PORT_FILTER SEC(".maps");
+
+/* An active open in progress: the thread that called connect, keyed by
+ * socket cookie, until the handshake ends (in softirq, another `current`). */
+struct vp_conn {
+	__u32 pid;
+	__u32 tid;
+	__s32 sysnr;
+	__u32 _pad;
+	__u64 cgroup;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct vp_conn);
+} CONNECTING SEC(".maps");
+
+/* ---- Helpers. ----------------------------------------------------------- */
+static __always_inline void vp_count(__u32 idx)
+{
+	__u64 *c = bpf_map_lookup_elem(&COUNTERS, &idx);
+	if (c)
+		*c += 1;
+}
+
+static __always_inline __s32 vp_sysnr(void)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (!regs)
+		return VP_SYSNR_UNKNOWN;
+	return (__s32)regs->orig_ax;
+}
+
+/* Filters on the acting thread: own process, pid set, cgroup. */
+static __always_inline int vp_thread_ok(__u32 tgid)
+{
+	if (tgid == own_tgid)
+		return 0;
+	if (filter_pids && !bpf_map_lookup_elem(&PID_FILTER, &tgid))
+		return 0;
+	if (filter_cgroup && bpf_get_current_ancestor_cgroup_id(filter_cgroup_level) != filter_cgroup)
+		return 0;
+	return 1;
+}
+
+/* Filters on the socket: netns and ports. */
+static __always_inline int vp_sock_filter_ok(__u32 netns, __u16 lport, __u16 rport)
+{
+	if (filter_netns && netns != filter_netns)
+		return 0;
+	if (filter_ports && !bpf_map_lookup_elem(&PORT_FILTER, &lport) &&
+	    !bpf_map_lookup_elem(&PORT_FILTER, &rport))
+		return 0;
+	return 1;
+}
+
+/* Sends the current thread's comm unless this thread was seen before. */
+static __always_inline void vp_comm_once(__u64 pid_tgid, __u64 ts)
+{
+	__u32 zero = 0;
+	__u32 tid = (__u32)pid_tgid;
+	__u32 gen = *(volatile __u32 *)&comm_gen;
+	struct vp_last *last = bpf_map_lookup_elem(&LAST_TID, &zero);
+	if (!last)
+		return;
+	if (last->tid == tid && last->gen == gen)
+		return;
+	if (bpf_map_lookup_elem(&SEEN_TIDS, &tid)) {
+		last->tid = tid;
+		last->gen = gen;
+		return;
+	}
+	__u8 one = 1;
+	if (bpf_map_update_elem(&SEEN_TIDS, &tid, &one, BPF_NOEXIST))
+		return; /* another CPU raced us for this thread: it sends the comm */
+	vp_count(VP_CNT_COMM_EMITTED);
+	struct vp_comm_event *c = bpf_ringbuf_reserve(&EVENTS, sizeof(*c), 0);
+	if (!c) {
+		vp_count(VP_CNT_COMM_DROPPED);
+		bpf_map_delete_elem(&SEEN_TIDS, &tid); /* try again next time */
+		return;
+	}
+	c->kind = VP_REC_COMM;
+	c->_pad0[0] = 0;
+	c->_pad0[1] = 0;
+	c->_pad0[2] = 0;
+	c->pid = pid_tgid >> 32;
+	c->tid = tid;
+	c->_pad1 = 0;
+	c->ts_ns = ts;
+	*(__u64 *)&c->comm[0] = 0;
+	*(__u64 *)&c->comm[8] = 0;
+	bpf_get_current_comm(c->comm, sizeof(c->comm));
+	bpf_ringbuf_submit(c, BPF_RB_NO_WAKEUP);
+	last->tid = tid;
+	last->gen = gen;
+}
+
+/* The socket's addresses, read through its BTF pointer (tp_btf programs). */
+struct vp_tuple {
+	__u32 netns;
+	__u16 family;
+	__u16 lport;
+	__u16 rport;
+};
+
+static __always_inline int vp_tuple_btf(struct sock *sk, struct vp_tuple *t)
+{
+	t->family = sk->__sk_common.skc_family;
+	if (t->family != VP_AF_INET && t->family != VP_AF_INET6)
+		return 0;
+	t->lport = sk->__sk_common.skc_num;
+	t->rport = __builtin_bswap16(sk->__sk_common.skc_dport);
+	t->netns = sk->__sk_common.skc_net.net->ns.inum;
+	return 1;
+}
+
+static __always_inline void vp_addrs_btf(struct vp_sock_event *e, struct sock *sk, __u16 family)
+{
+	if (family == VP_AF_INET) {
+		*(__u32 *)&e->laddr[0] = sk->__sk_common.skc_rcv_saddr;
+		*(__u32 *)&e->laddr[4] = 0;
+		*(__u64 *)&e->laddr[8] = 0;
+		*(__u32 *)&e->raddr[0] = sk->__sk_common.skc_daddr;
+		*(__u32 *)&e->raddr[4] = 0;
+		*(__u64 *)&e->raddr[8] = 0;
+	} else {
+		*(__u64 *)&e->laddr[0] = *(__u64 *)&sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[0];
+		*(__u64 *)&e->laddr[8] = *(__u64 *)&sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[2];
+		*(__u64 *)&e->raddr[0] = *(__u64 *)&sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[0];
+		*(__u64 *)&e->raddr[8] = *(__u64 *)&sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[2];
+	}
+}
+
+static __always_inline void vp_fill(struct vp_sock_event *e, __u8 op, __u8 flags, __u32 pid, __u32 tid,
+				    __u64 ts, __u64 cgroup, __u64 cookie, __s64 ret, __u32 seq, __s32 sysnr,
+				    const struct vp_tuple *t)
+{
+	e->kind = VP_REC_SOCK;
+	e->op = op;
+	e->flags = flags;
+	e->family = (__u8)t->family;
+	e->pid = pid;
+	e->tid = tid;
+	e->netns = t->netns;
+	e->ts_ns = ts;
+	e->cgroup = cgroup;
+	e->cookie = cookie;
+	e->ret = ret;
+	e->seq = seq;
+	e->sysnr = sysnr;
+	e->lport = t->lport;
+	e->rport = t->rport;
+	e->_pad0 = 0;
+}
+
+static __always_inline struct vp_sock_event *vp_reserve(void)
+{
+	vp_count(VP_CNT_SOCK_EMITTED);
+	struct vp_sock_event *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
+	if (!e)
+		vp_count(VP_CNT_SOCK_DROPPED);
+	return e;
+}
+
+/* ---- Data: every send/recv-family call on a socket. --------------------- */
+static __always_inline int vp_data(unsigned long long *ctx, __u8 op)
+{
+	struct sock *sk = (struct sock *)VP_ARG(ctx, 0);
+	int ret = (int)VP_ARG(ctx, 1);
+	int msg_flags = (int)VP_ARG(ctx, 2);
+
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	__u64 ts = bpf_ktime_get_ns();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!vp_thread_ok(pid_tgid >> 32))
+		return 0;
+	struct vp_tuple t;
+	if (!vp_tuple_btf(sk, &t) || !vp_sock_filter_ok(t.netns, t.lport, t.rport))
+		return 0;
+
+	vp_comm_once(pid_tgid, ts);
+
+	__u8 flags = (op == VP_OP_RECV && (msg_flags & MSG_PEEK)) ? VP_F_PEEK : 0;
+	__u32 seq = 0;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	if (tp) {
+		flags |= VP_F_SEQ;
+		seq = op == VP_OP_SEND ? tp->write_seq : tp->copied_seq;
+		/* The tracepoint fires after the copy: step back over the bytes
+		 * moved (a peek moved none). */
+		if (ret > 0 && !(flags & VP_F_PEEK)) {
+			seq -= (__u32)ret;
+			/* A read that reaches a FIN riding on its last data segment
+			 * also moves copied_seq over the FIN's sequence number. A
+			 * FIN was received (SOCK_DONE) and consumed exactly when
+			 * copied_seq caught up with rcv_nxt, which counts it. */
+			if (op == VP_OP_RECV && (sk->__sk_common.skc_flags & (1UL << SOCK_DONE)) &&
+			    tp->copied_seq == tp->rcv_nxt)
+				seq -= 1;
+		}
+	}
+
+	struct vp_sock_event *e = vp_reserve();
+	if (!e)
+		return 0;
+	vp_fill(e, op, flags, pid_tgid >> 32, (__u32)pid_tgid, ts, bpf_get_current_cgroup_id(),
+		bpf_get_socket_cookie(sk), ret, seq, vp_sysnr(), &t);
+	vp_addrs_btf(e, sk, t.family);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int vp_send(unsigned long long *ctx)
+{
+	return vp_data(ctx, VP_OP_SEND);
+}
+
+SEC("tp_btf/sock_recv_length")
+int vp_recv(unsigned long long *ctx)
+{
+	return vp_data(ctx, VP_OP_RECV);
+}
+
+/* ---- Connect and close: TCP state changes. ------------------------------ */
+SEC("tp_btf/inet_sock_set_state")
+int vp_state(unsigned long long *ctx)
+{
+	struct sock *sk = (struct sock *)VP_ARG(ctx, 0);
+	int oldstate = (int)VP_ARG(ctx, 1);
+	int newstate = (int)VP_ARG(ctx, 2);
+
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+
+	if (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED) {
+		/* Passive open done: fix the cookie now, so that accept's exit
+		 * (a classic tracepoint, no cookie helper) can read it. */
+		bpf_get_socket_cookie(sk);
+		return 0;
+	}
+
+	struct vp_tuple t;
+	__u64 ts = bpf_ktime_get_ns();
+
+	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
+		/* Active open, by the connecting thread. The local port may not be
+		 * chosen yet: the event goes out when the handshake ends. */
+		__u64 pid_tgid = bpf_get_current_pid_tgid();
+		if (!vp_thread_ok(pid_tgid >> 32))
+			return 0;
+		if (!vp_tuple_btf(sk, &t))
+			return 0;
+		if (filter_netns && t.netns != filter_netns)
+			return 0;
+		vp_comm_once(pid_tgid, ts);
+		struct vp_conn c = {
+			.pid = pid_tgid >> 32,
+			.tid = (__u32)pid_tgid,
+			.sysnr = vp_sysnr(),
+			._pad = 0,
+			.cgroup = bpf_get_current_cgroup_id(),
+		};
+		__u64 cookie = bpf_get_socket_cookie(sk);
+		bpf_map_update_elem(&CONNECTING, &cookie, &c, BPF_ANY);
+		return 0;
+	}
+
+	if (oldstate == TCP_SYN_SENT) {
+		/* Handshake ended (ESTABLISHED) or failed (CLOSE): report the
+		 * connect for the thread that started it. */
+		__u64 cookie = bpf_get_socket_cookie(sk);
+		struct vp_conn *c = bpf_map_lookup_elem(&CONNECTING, &cookie);
+		if (!c)
+			return 0;
+		struct vp_conn conn = *c;
+		bpf_map_delete_elem(&CONNECTING, &cookie);
+		if (!vp_tuple_btf(sk, &t) || !vp_sock_filter_ok(t.netns, t.lport, t.rport))
+			return 0;
+		__s64 ret = 0;
+		if (newstate != TCP_ESTABLISHED) {
+			ret = -(__s64)sk->sk_err;
+			if (ret == 0)
+				ret = -ECONNABORTED;
+		}
+		struct vp_sock_event *e = vp_reserve();
+		if (!e)
+			return 0;
+		vp_fill(e, VP_OP_CONNECT, 0, conn.pid, conn.tid, ts, conn.cgroup, cookie, ret, 0, conn.sysnr, &t);
+		vp_addrs_btf(e, sk, t.family);
+		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+		return 0;
+	}
+
+	int by_thread = (oldstate == TCP_ESTABLISHED && newstate == TCP_FIN_WAIT1) ||
+			(oldstate == TCP_CLOSE_WAIT && newstate == TCP_LAST_ACK);
+	int aborted = newstate == TCP_CLOSE && (oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT);
+	if (!by_thread && !aborted)
+		return 0;
+
+	__u32 pid = 0, tid = 0;
+	__u64 cgroup = 0;
+	__s32 sysnr = VP_SYSNR_UNKNOWN;
+	__s64 ret = 0;
+	if (by_thread) {
+		__u64 pid_tgid = bpf_get_current_pid_tgid();
+		if (!vp_thread_ok(pid_tgid >> 32))
+			return 0;
+		pid = pid_tgid >> 32;
+		tid = (__u32)pid_tgid;
+		cgroup = bpf_get_current_cgroup_id();
+		sysnr = vp_sysnr();
+		vp_comm_once(pid_tgid, ts);
+	} else {
+		/* Reset or abortive close: may run in softirq, so `current` is
+		 * not the owner. Reported unattributed; the socket cookie names
+		 * the connection. Thread filters cannot apply. */
+		if (filter_pids || filter_cgroup)
+			return 0;
+		ret = -(__s64)sk->sk_err;
+	}
+	if (!vp_tuple_btf(sk, &t) || !vp_sock_filter_ok(t.netns, t.lport, t.rport))
+		return 0;
+	struct vp_sock_event *e = vp_reserve();
+	if (!e)
+		return 0;
+	vp_fill(e, VP_OP_CLOSE, 0, pid, tid, ts, cgroup, bpf_get_socket_cookie(sk), ret, 0, sysnr, &t);
+	vp_addrs_btf(e, sk, t.family);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	return 0;
+}
+
+/* ---- Accept: exit of accept/accept4 (classic syscall tracepoints). ------- */
+struct vp_sys_exit_ctx {
+	__u64 common;
+	__s32 nr;
+	__s32 _pad;
+	__s64 ret;
+};
+
+static __always_inline int vp_accept(struct vp_sys_exit_ctx *ctx, __s32 sysnr)
+{
+	__s64 fd = ctx->ret;
+	if (fd < 0)
+		return 0;
+	__u64 ts = bpf_ktime_get_ns();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!vp_thread_ok(pid_tgid >> 32))
+		return 0;
+
+	/* fd -> struct file -> struct socket -> struct sock */
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct files_struct *files = NULL;
+	struct fdtable *fdt = NULL;
+	struct file **fdarr = NULL;
+	struct file *file = NULL, *back = NULL;
+	struct socket *sock = NULL;
+	struct sock *sk = NULL;
+	unsigned int max_fds = 0;
+	if (VP_READ(files, task->files) || !files || VP_READ(fdt, files->fdt) || !fdt ||
+	    VP_READ(max_fds, fdt->max_fds) || (__u64)fd >= max_fds || VP_READ(fdarr, fdt->fd) || !fdarr)
+		return 0;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fdarr[fd]) || !file)
+		return 0;
+	if (VP_READ(sock, file->private_data) || !sock || VP_READ(back, sock->file) || back != file ||
+	    VP_READ(sk, sock->sk) || !sk)
+		return 0;
+
+	__u16 proto = 0;
+	struct vp_tuple t = {};
+	if (VP_READ(proto, sk->sk_protocol) || proto != IPPROTO_TCP)
+		return 0;
+	if (VP_READ(t.family, sk->__sk_common.skc_family) ||
+	    (t.family != VP_AF_INET && t.family != VP_AF_INET6))
+		return 0;
+	__u16 dport = 0;
+	struct net *net = NULL;
+	VP_READ(t.lport, sk->__sk_common.skc_num);
+	VP_READ(dport, sk->__sk_common.skc_dport);
+	t.rport = __builtin_bswap16(dport);
+	VP_READ(net, sk->__sk_common.skc_net.net);
+	if (net)
+		VP_READ(t.netns, net->ns.inum);
+	if (!vp_sock_filter_ok(t.netns, t.lport, t.rport))
+		return 0;
+	__s64 cookie = 0;
+	VP_READ(cookie, sk->__sk_common.skc_cookie.counter);
+
+	vp_comm_once(pid_tgid, ts);
+	struct vp_sock_event *e = vp_reserve();
+	if (!e)
+		return 0;
+	vp_fill(e, VP_OP_ACCEPT, 0, pid_tgid >> 32, (__u32)pid_tgid, ts, bpf_get_current_cgroup_id(),
+		(__u64)cookie, fd, 0, sysnr, &t);
+	*(__u64 *)&e->laddr[0] = 0;
+	*(__u64 *)&e->laddr[8] = 0;
+	*(__u64 *)&e->raddr[0] = 0;
+	*(__u64 *)&e->raddr[8] = 0;
+	if (t.family == VP_AF_INET) {
+		VP_READ(*(__u32 *)&e->laddr[0], sk->__sk_common.skc_rcv_saddr);
+		VP_READ(*(__u32 *)&e->raddr[0], sk->__sk_common.skc_daddr);
+	} else {
+		bpf_probe_read_kernel(e->laddr, 16, __builtin_preserve_access_index(&sk->__sk_common.skc_v6_rcv_saddr));
+		bpf_probe_read_kernel(e->raddr, 16, __builtin_preserve_access_index(&sk->__sk_common.skc_v6_daddr));
+	}
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int vp_accept4_exit(struct vp_sys_exit_ctx *ctx)
+{
+	return vp_accept(ctx, VP_NR_ACCEPT4);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int vp_accept_exit(struct vp_sys_exit_ctx *ctx)
+{
+	return vp_accept(ctx, VP_NR_ACCEPT);
+}
+
+/* ---- Comm bookkeeping: forget threads whose comm changes or that exit. --- */
+static __always_inline void vp_forget(__u32 tid)
+{
+	bpf_map_delete_elem(&SEEN_TIDS, &tid);
+	__sync_fetch_and_add(&comm_gen, 1);
+}
+
+SEC("tp_btf/task_rename")
+int vp_task_rename(unsigned long long *ctx)
+{
+	struct task_struct *task = (struct task_struct *)VP_ARG(ctx, 0);
+	vp_forget((__u32)task->pid);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int vp_exec(unsigned long long *ctx)
+{
+	struct task_struct *task = (struct task_struct *)VP_ARG(ctx, 0);
+	__u32 old_tid = (__u32)VP_ARG(ctx, 1);
+	vp_forget((__u32)task->pid);
+	if (old_tid != (__u32)task->pid)
+		vp_forget(old_tid);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int vp_exit(unsigned long long *ctx)
+{
+	struct task_struct *task = (struct task_struct *)VP_ARG(ctx, 0);
+	__u32 tid = (__u32)task->pid;
+	/* Only threads we sent a comm for need forgetting. */
+	if (bpf_map_lookup_elem(&SEEN_TIDS, &tid))
+		vp_forget(tid);
+	return 0;
+}

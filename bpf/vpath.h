@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: Apache-2.0 OR GPL-2.0 */
+/*
+ * vpath ring-buffer records: the single source of the layout shared by the
+ * kernel programs (bpf/vpath.bpf.c) and the Rust reader
+ * (crates/vpath-bpf/src/raw.rs mirrors it with compile-time size and offset
+ * assertions). Fixed-width types, explicit padding, little-endian host.
+ *
+ * Change a layout only together with raw.rs and VP_ABI_VERSION.
+ */
+#ifndef VPATH_H
+#define VPATH_H
+
+#ifndef __VPATH_TYPES_DEFINED
+typedef unsigned char __u8;
+typedef unsigned short __u16;
+typedef unsigned int __u32;
+typedef unsigned long long __u64;
+typedef signed int __s32;
+typedef signed long long __s64;
+#endif
+
+#define VP_ABI_VERSION 1
+
+/* First byte of every record. */
+#define VP_REC_SOCK 1
+#define VP_REC_COMM 2
+
+/* Operation: same numbering as vpath_core::Op. */
+#define VP_OP_SEND 1
+#define VP_OP_RECV 2
+#define VP_OP_CONNECT 3
+#define VP_OP_ACCEPT 4
+#define VP_OP_CLOSE 5
+
+/* Event flags: same bits as vpath_core::flags. */
+#define VP_F_PEEK 1
+#define VP_F_SEQ 2
+
+/* Address families as the kernel numbers them. */
+#define VP_AF_INET 2
+#define VP_AF_INET6 10
+
+/* Raw syscall number meaning "not known" (softirq context, no pt_regs). */
+#define VP_SYSNR_UNKNOWN (-1)
+
+/* Indexes of the per-CPU counter array map "COUNTERS". */
+#define VP_CNT_SOCK_EMITTED 0 /* socket events the probes produced (incl. dropped) */
+#define VP_CNT_SOCK_DROPPED 1 /* of those, ring buffer reserve failures */
+#define VP_CNT_COMM_EMITTED 2 /* comm records produced (incl. dropped) */
+#define VP_CNT_COMM_DROPPED 3 /* of those, reserve failures */
+#define VP_CNT_MAX 4
+
+/* One socket operation: 96 bytes. */
+struct vp_sock_event {
+	__u8 kind;      /*  0: VP_REC_SOCK */
+	__u8 op;        /*  1: VP_OP_* */
+	__u8 flags;     /*  2: VP_F_* */
+	__u8 family;    /*  3: VP_AF_INET or VP_AF_INET6 */
+	__u32 pid;      /*  4: tgid, host pid namespace; 0 = not attributed */
+	__u32 tid;      /*  8: thread id; 0 = not attributed (softirq) */
+	__u32 netns;    /* 12: network namespace inode */
+	__u64 ts_ns;    /* 16: bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	__u64 cgroup;   /* 24: cgroup v2 id of the acting thread, 0 unknown */
+	__u64 cookie;   /* 32: socket cookie */
+	__s64 ret;      /* 40: bytes moved, 0 EOF, negative errno */
+	__u32 seq;      /* 48: TCP stream position of the first byte */
+	__s32 sysnr;    /* 52: raw x86_64 syscall number, VP_SYSNR_UNKNOWN */
+	__u16 lport;    /* 56: local port, host byte order */
+	__u16 rport;    /* 58: remote port, host byte order */
+	__u32 _pad0;    /* 60: zero */
+	__u8 laddr[16]; /* 64: local address: IPv4 in the first 4 bytes */
+	__u8 raddr[16]; /* 80: remote address */
+};
+
+/* A thread's name, sent the first time the thread is seen: 40 bytes. */
+struct vp_comm_event {
+	__u8 kind;      /*  0: VP_REC_COMM */
+	__u8 _pad0[3];  /*  1: zero */
+	__u32 pid;      /*  4 */
+	__u32 tid;      /*  8 */
+	__u32 _pad1;    /* 12: zero */
+	__u64 ts_ns;    /* 16 */
+	char comm[16];  /* 24: NUL-padded */
+};
+
+/* The Rust mirror (raw.rs) asserts the same numbers. */
+_Static_assert(sizeof(struct vp_sock_event) == 96, "vp_sock_event size");
+_Static_assert(__builtin_offsetof(struct vp_sock_event, ts_ns) == 16, "vp_sock_event.ts_ns");
+_Static_assert(__builtin_offsetof(struct vp_sock_event, seq) == 48, "vp_sock_event.seq");
+_Static_assert(__builtin_offsetof(struct vp_sock_event, laddr) == 64, "vp_sock_event.laddr");
+_Static_assert(__builtin_offsetof(struct vp_sock_event, raddr) == 80, "vp_sock_event.raddr");
+_Static_assert(sizeof(struct vp_comm_event) == 40, "vp_comm_event size");
+_Static_assert(__builtin_offsetof(struct vp_comm_event, comm) == 24, "vp_comm_event.comm");
+
+#endif /* VPATH_H */

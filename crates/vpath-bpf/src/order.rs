@@ -1,0 +1,171 @@
+//! Ordering and loss checkpoints, apart from the ring buffer so that the
+//! contract can be tested without a kernel.
+//!
+//! Per-CPU producers fill one ring, so records arrive roughly but not
+//! exactly in timestamp order. Events are held until a checkpoint horizon
+//! passes them, then handed out sorted, followed by the checkpoint.
+
+use vpath_core::{Checkpoint, Event, Record};
+
+/// What one release did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Released {
+    pub events_out: u64,
+    pub late_events: u64,
+    pub held: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Reorder {
+    pending: Vec<Event>,
+    last_checkpoint: u64,
+}
+
+impl Reorder {
+    pub(crate) fn push(&mut self, e: Event) {
+        self.pending.push(e);
+    }
+
+    pub(crate) fn last_checkpoint(&self) -> u64 {
+        self.last_checkpoint
+    }
+
+    pub(crate) fn held(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Hands out, in timestamp order, every held event with
+    /// `ts <= horizon`, then the checkpoint `{horizon, lost_total}`. The
+    /// horizon never moves back. Events at or before an earlier checkpoint
+    /// (they came later than the margin allowed) still go out, counted late.
+    pub(crate) fn release(
+        &mut self,
+        horizon: u64,
+        lost_total: u64,
+        out: &mut impl FnMut(Record),
+    ) -> (Released, Checkpoint) {
+        let horizon = horizon.max(self.last_checkpoint);
+        self.pending.sort_by_key(|e| e.ts_ns);
+        let n = self.pending.partition_point(|e| e.ts_ns <= horizon);
+        let mut r = Released::default();
+        for e in self.pending.drain(..n) {
+            if self.last_checkpoint != 0 && e.ts_ns <= self.last_checkpoint {
+                r.late_events += 1;
+            }
+            r.events_out += 1;
+            out(Record::Event(e));
+        }
+        r.held = self.pending.len() as u64;
+        let cp = Checkpoint {
+            ts_ns: horizon,
+            lost_total,
+        };
+        self.last_checkpoint = horizon;
+        out(Record::Checkpoint(cp));
+        (r, cp)
+    }
+
+    /// Hands out everything held, then a checkpoint at `horizon` or the
+    /// last event's timestamp, whichever is later.
+    pub(crate) fn finish(
+        &mut self,
+        horizon: u64,
+        lost_total: u64,
+        out: &mut impl FnMut(Record),
+    ) -> (Released, Checkpoint) {
+        let last = self.pending.iter().map(|e| e.ts_ns).max().unwrap_or(0);
+        self.release(horizon.max(last), lost_total, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vpath_core::{Op, Syscall};
+
+    fn ev(ts: u64) -> Event {
+        Event {
+            ts_ns: ts,
+            netns: 1,
+            cgroup: 0,
+            pid: 1,
+            tid: 1,
+            sock: 1,
+            op: Op::Send,
+            syscall: Syscall::Write,
+            flags: 0,
+            ret: 1,
+            seq: 0,
+            local: "127.0.0.1:1".parse().unwrap(),
+            remote: "127.0.0.1:2".parse().unwrap(),
+        }
+    }
+
+    fn run(r: &mut Reorder, horizon: u64, lost: u64) -> (Vec<Record>, Released) {
+        let mut v = Vec::new();
+        let (rel, _) = r.release(horizon, lost, &mut |x| v.push(x));
+        (v, rel)
+    }
+
+    fn ts_of(v: &[Record]) -> Vec<i64> {
+        v.iter()
+            .map(|r| match r {
+                Record::Event(e) => e.ts_ns as i64,
+                Record::Checkpoint(c) => -(c.ts_ns as i64),
+                Record::Thread(_) => 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn events_go_out_sorted_up_to_the_horizon_then_the_checkpoint() {
+        let mut r = Reorder::default();
+        for ts in [30, 10, 50, 20] {
+            r.push(ev(ts));
+        }
+        let (v, rel) = run(&mut r, 30, 0);
+        assert_eq!(ts_of(&v), vec![10, 20, 30, -30]);
+        assert_eq!(rel.held, 1);
+        r.push(ev(40));
+        let (v, rel) = run(&mut r, 100, 2);
+        assert_eq!(ts_of(&v), vec![40, 50, -100]);
+        assert_eq!(rel.late_events, 0);
+        assert_eq!(
+            v.last(),
+            Some(&Record::Checkpoint(Checkpoint {
+                ts_ns: 100,
+                lost_total: 2
+            }))
+        );
+        assert_eq!(r.held(), 0);
+    }
+
+    #[test]
+    fn horizon_never_moves_back_and_late_events_are_counted() {
+        let mut r = Reorder::default();
+        run(&mut r, 100, 0);
+        r.push(ev(90)); // arrived after its checkpoint
+        let (v, rel) = run(&mut r, 80, 0);
+        assert_eq!(ts_of(&v), vec![90, -100]);
+        assert_eq!(rel.late_events, 1);
+        assert_eq!(r.last_checkpoint(), 100);
+    }
+
+    #[test]
+    fn finish_flushes_everything() {
+        let mut r = Reorder::default();
+        r.push(ev(500));
+        r.push(ev(5));
+        let mut v = Vec::new();
+        let (rel, cp) = r.finish(100, 7, &mut |x| v.push(x));
+        assert_eq!(ts_of(&v), vec![5, 500, -500]);
+        assert_eq!((rel.events_out, rel.held), (2, 0));
+        assert_eq!(
+            cp,
+            Checkpoint {
+                ts_ns: 500,
+                lost_total: 7
+            }
+        );
+    }
+}

@@ -1,0 +1,572 @@
+//! The Rust mirror of `bpf/vpath.h`: ring-buffer record layouts, checked at
+//! compile time, and a safe parser from record bytes to [`Record`]s.
+//!
+//! The parser reads each field at the offset of the mirror struct's field
+//! (`offset_of!`), so the layout is written down once in Rust and asserted
+//! against the numbers in the C header; `tests` also compiles the header with
+//! the Rust offsets when clang is present.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use core::mem::{offset_of, size_of};
+use vpath_core::{flags, Event, Op, Record, Syscall, ThreadInfo};
+
+/// `VP_REC_SOCK`: a [`VpSockEvent`].
+pub const REC_SOCK: u8 = 1;
+/// `VP_REC_COMM`: a [`VpCommEvent`].
+pub const REC_COMM: u8 = 2;
+/// `VP_AF_INET`.
+pub const AF_INET: u8 = 2;
+/// `VP_AF_INET6`.
+pub const AF_INET6: u8 = 10;
+/// `VP_SYSNR_UNKNOWN`.
+pub const SYSNR_UNKNOWN: i32 = -1;
+
+/// Indexes of the per-CPU `COUNTERS` map (`VP_CNT_*`).
+pub const CNT_SOCK_EMITTED: u32 = 0;
+pub const CNT_SOCK_DROPPED: u32 = 1;
+pub const CNT_COMM_EMITTED: u32 = 2;
+pub const CNT_COMM_DROPPED: u32 = 3;
+pub const CNT_MAX: u32 = 4;
+
+/// `struct vp_sock_event`: one socket operation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VpSockEvent {
+    pub kind: u8,
+    pub op: u8,
+    pub flags: u8,
+    pub family: u8,
+    pub pid: u32,
+    pub tid: u32,
+    pub netns: u32,
+    pub ts_ns: u64,
+    pub cgroup: u64,
+    pub cookie: u64,
+    pub ret: i64,
+    pub seq: u32,
+    pub sysnr: i32,
+    pub lport: u16,
+    pub rport: u16,
+    pub _pad0: u32,
+    pub laddr: [u8; 16],
+    pub raddr: [u8; 16],
+}
+
+/// `struct vp_comm_event`: a thread's name, once per thread.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VpCommEvent {
+    pub kind: u8,
+    pub _pad0: [u8; 3],
+    pub pid: u32,
+    pub tid: u32,
+    pub _pad1: u32,
+    pub ts_ns: u64,
+    pub comm: [u8; 16],
+}
+
+// Layout of bpf/vpath.h, asserted at compile time.
+const _: () = assert!(size_of::<VpSockEvent>() == 96);
+const _: () = assert!(offset_of!(VpSockEvent, kind) == 0);
+const _: () = assert!(offset_of!(VpSockEvent, op) == 1);
+const _: () = assert!(offset_of!(VpSockEvent, flags) == 2);
+const _: () = assert!(offset_of!(VpSockEvent, family) == 3);
+const _: () = assert!(offset_of!(VpSockEvent, pid) == 4);
+const _: () = assert!(offset_of!(VpSockEvent, tid) == 8);
+const _: () = assert!(offset_of!(VpSockEvent, netns) == 12);
+const _: () = assert!(offset_of!(VpSockEvent, ts_ns) == 16);
+const _: () = assert!(offset_of!(VpSockEvent, cgroup) == 24);
+const _: () = assert!(offset_of!(VpSockEvent, cookie) == 32);
+const _: () = assert!(offset_of!(VpSockEvent, ret) == 40);
+const _: () = assert!(offset_of!(VpSockEvent, seq) == 48);
+const _: () = assert!(offset_of!(VpSockEvent, sysnr) == 52);
+const _: () = assert!(offset_of!(VpSockEvent, lport) == 56);
+const _: () = assert!(offset_of!(VpSockEvent, rport) == 58);
+const _: () = assert!(offset_of!(VpSockEvent, _pad0) == 60);
+const _: () = assert!(offset_of!(VpSockEvent, laddr) == 64);
+const _: () = assert!(offset_of!(VpSockEvent, raddr) == 80);
+const _: () = assert!(size_of::<VpCommEvent>() == 40);
+const _: () = assert!(offset_of!(VpCommEvent, kind) == 0);
+const _: () = assert!(offset_of!(VpCommEvent, pid) == 4);
+const _: () = assert!(offset_of!(VpCommEvent, tid) == 8);
+const _: () = assert!(offset_of!(VpCommEvent, ts_ns) == 16);
+const _: () = assert!(offset_of!(VpCommEvent, comm) == 24);
+
+/// A ring-buffer record that does not match `bpf/vpath.h`. Offsets are byte
+/// offsets within the record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RawError {
+    #[error("empty ring-buffer record: expected at least the kind byte at offset 0")]
+    Empty,
+    #[error("ring-buffer record of kind {kind} is {len} bytes: expected at least {expected}")]
+    Truncated {
+        kind: u8,
+        len: usize,
+        expected: usize,
+    },
+    #[error("ring-buffer record kind {kind} at offset 0: expected 1 (socket event) or 2 (comm)")]
+    UnknownKind { kind: u8 },
+    #[error(
+        "socket event op {op} at offset 1: expected 1..=5 (send, recv, connect, accept, close)"
+    )]
+    UnknownOp { op: u8 },
+    #[error("socket event family {family} at offset 3: expected 2 (AF_INET) or 10 (AF_INET6)")]
+    UnknownFamily { family: u8 },
+}
+
+fn arr<const N: usize>(b: &[u8], off: usize) -> [u8; N] {
+    let mut a = [0u8; N];
+    a.copy_from_slice(&b[off..off + N]);
+    a
+}
+fn rd_u16(b: &[u8], off: usize) -> u16 {
+    u16::from_ne_bytes(arr(b, off))
+}
+fn rd_u32(b: &[u8], off: usize) -> u32 {
+    u32::from_ne_bytes(arr(b, off))
+}
+fn rd_u64(b: &[u8], off: usize) -> u64 {
+    u64::from_ne_bytes(arr(b, off))
+}
+
+impl VpSockEvent {
+    /// Reads the record from ring-buffer bytes (which must hold at least
+    /// `size_of::<VpSockEvent>()` bytes).
+    pub fn from_bytes(b: &[u8]) -> Result<VpSockEvent, RawError> {
+        let kind = *b.first().ok_or(RawError::Empty)?;
+        if b.len() < size_of::<VpSockEvent>() {
+            return Err(RawError::Truncated {
+                kind,
+                len: b.len(),
+                expected: size_of::<VpSockEvent>(),
+            });
+        }
+        Ok(VpSockEvent {
+            kind,
+            op: b[offset_of!(VpSockEvent, op)],
+            flags: b[offset_of!(VpSockEvent, flags)],
+            family: b[offset_of!(VpSockEvent, family)],
+            pid: rd_u32(b, offset_of!(VpSockEvent, pid)),
+            tid: rd_u32(b, offset_of!(VpSockEvent, tid)),
+            netns: rd_u32(b, offset_of!(VpSockEvent, netns)),
+            ts_ns: rd_u64(b, offset_of!(VpSockEvent, ts_ns)),
+            cgroup: rd_u64(b, offset_of!(VpSockEvent, cgroup)),
+            cookie: rd_u64(b, offset_of!(VpSockEvent, cookie)),
+            ret: rd_u64(b, offset_of!(VpSockEvent, ret)) as i64,
+            seq: rd_u32(b, offset_of!(VpSockEvent, seq)),
+            sysnr: rd_u32(b, offset_of!(VpSockEvent, sysnr)) as i32,
+            lport: rd_u16(b, offset_of!(VpSockEvent, lport)),
+            rport: rd_u16(b, offset_of!(VpSockEvent, rport)),
+            _pad0: rd_u32(b, offset_of!(VpSockEvent, _pad0)),
+            laddr: arr(b, offset_of!(VpSockEvent, laddr)),
+            raddr: arr(b, offset_of!(VpSockEvent, raddr)),
+        })
+    }
+
+    /// The bytes the kernel would write for this record (for tests and
+    /// replay tools).
+    pub fn to_bytes(&self) -> [u8; size_of::<VpSockEvent>()] {
+        let mut b = [0u8; size_of::<VpSockEvent>()];
+        let mut put = |off: usize, v: &[u8]| b[off..off + v.len()].copy_from_slice(v);
+        put(offset_of!(VpSockEvent, kind), &[self.kind]);
+        put(offset_of!(VpSockEvent, op), &[self.op]);
+        put(offset_of!(VpSockEvent, flags), &[self.flags]);
+        put(offset_of!(VpSockEvent, family), &[self.family]);
+        put(offset_of!(VpSockEvent, pid), &self.pid.to_ne_bytes());
+        put(offset_of!(VpSockEvent, tid), &self.tid.to_ne_bytes());
+        put(offset_of!(VpSockEvent, netns), &self.netns.to_ne_bytes());
+        put(offset_of!(VpSockEvent, ts_ns), &self.ts_ns.to_ne_bytes());
+        put(offset_of!(VpSockEvent, cgroup), &self.cgroup.to_ne_bytes());
+        put(offset_of!(VpSockEvent, cookie), &self.cookie.to_ne_bytes());
+        put(offset_of!(VpSockEvent, ret), &self.ret.to_ne_bytes());
+        put(offset_of!(VpSockEvent, seq), &self.seq.to_ne_bytes());
+        put(offset_of!(VpSockEvent, sysnr), &self.sysnr.to_ne_bytes());
+        put(offset_of!(VpSockEvent, lport), &self.lport.to_ne_bytes());
+        put(offset_of!(VpSockEvent, rport), &self.rport.to_ne_bytes());
+        put(offset_of!(VpSockEvent, _pad0), &self._pad0.to_ne_bytes());
+        put(offset_of!(VpSockEvent, laddr), &self.laddr);
+        put(offset_of!(VpSockEvent, raddr), &self.raddr);
+        b
+    }
+
+    fn addr(family: u8, a: &[u8; 16], port: u16) -> Result<SocketAddr, RawError> {
+        let ip = match family {
+            AF_INET => IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])),
+            AF_INET6 => IpAddr::V6(Ipv6Addr::from(*a)),
+            _ => return Err(RawError::UnknownFamily { family }),
+        };
+        Ok(SocketAddr::new(ip, port))
+    }
+
+    /// Converts to the event model. Unknown syscall numbers become
+    /// [`Syscall::Unknown`]; unknown flag bits are dropped.
+    pub fn to_event(&self) -> Result<Event, RawError> {
+        let op = Op::from_u8(self.op).ok_or(RawError::UnknownOp { op: self.op })?;
+        Ok(Event {
+            ts_ns: self.ts_ns,
+            netns: self.netns,
+            cgroup: self.cgroup,
+            pid: self.pid,
+            tid: self.tid,
+            sock: self.cookie,
+            op,
+            syscall: syscall_from_x86_64(self.sysnr),
+            flags: self.flags & (flags::PEEK | flags::SEQ),
+            ret: self.ret,
+            seq: self.seq,
+            local: Self::addr(self.family, &self.laddr, self.lport)?,
+            remote: Self::addr(self.family, &self.raddr, self.rport)?,
+        })
+    }
+}
+
+impl VpCommEvent {
+    pub fn from_bytes(b: &[u8]) -> Result<VpCommEvent, RawError> {
+        let kind = *b.first().ok_or(RawError::Empty)?;
+        if b.len() < size_of::<VpCommEvent>() {
+            return Err(RawError::Truncated {
+                kind,
+                len: b.len(),
+                expected: size_of::<VpCommEvent>(),
+            });
+        }
+        Ok(VpCommEvent {
+            kind,
+            _pad0: arr(b, offset_of!(VpCommEvent, _pad0)),
+            pid: rd_u32(b, offset_of!(VpCommEvent, pid)),
+            tid: rd_u32(b, offset_of!(VpCommEvent, tid)),
+            _pad1: rd_u32(b, offset_of!(VpCommEvent, _pad1)),
+            ts_ns: rd_u64(b, offset_of!(VpCommEvent, ts_ns)),
+            comm: arr(b, offset_of!(VpCommEvent, comm)),
+        })
+    }
+
+    pub fn to_bytes(&self) -> [u8; size_of::<VpCommEvent>()] {
+        let mut b = [0u8; size_of::<VpCommEvent>()];
+        b[0] = self.kind;
+        b[1..4].copy_from_slice(&self._pad0);
+        b[4..8].copy_from_slice(&self.pid.to_ne_bytes());
+        b[8..12].copy_from_slice(&self.tid.to_ne_bytes());
+        b[12..16].copy_from_slice(&self._pad1.to_ne_bytes());
+        b[16..24].copy_from_slice(&self.ts_ns.to_ne_bytes());
+        b[24..40].copy_from_slice(&self.comm);
+        b
+    }
+
+    /// The comm up to its first NUL, lossily decoded.
+    pub fn comm_str(&self) -> String {
+        let end = self
+            .comm
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(self.comm.len());
+        String::from_utf8_lossy(&self.comm[..end]).into_owned()
+    }
+
+    pub fn to_thread(&self) -> ThreadInfo {
+        ThreadInfo {
+            pid: self.pid,
+            tid: self.tid,
+            comm: self.comm_str(),
+        }
+    }
+}
+
+/// Parses one ring-buffer record into the event model.
+pub fn parse_record(b: &[u8]) -> Result<Record, RawError> {
+    match b.first() {
+        None => Err(RawError::Empty),
+        Some(&REC_SOCK) => Ok(Record::Event(VpSockEvent::from_bytes(b)?.to_event()?)),
+        Some(&REC_COMM) => Ok(Record::Thread(VpCommEvent::from_bytes(b)?.to_thread())),
+        Some(&kind) => Err(RawError::UnknownKind { kind }),
+    }
+}
+
+/// Translates an x86_64 syscall number (`orig_ax`) into [`Syscall`].
+pub fn syscall_from_x86_64(nr: i32) -> Syscall {
+    match nr {
+        0 => Syscall::Read,
+        1 => Syscall::Write,
+        3 => Syscall::Close,
+        19 => Syscall::Readv,
+        20 => Syscall::Writev,
+        40 => Syscall::Sendfile,
+        42 => Syscall::Connect,
+        43 => Syscall::Accept,
+        44 => Syscall::Sendto,
+        45 => Syscall::Recvfrom,
+        46 => Syscall::Sendmsg,
+        47 => Syscall::Recvmsg,
+        48 => Syscall::Shutdown,
+        275 => Syscall::Splice,
+        288 => Syscall::Accept4,
+        295 | 327 => Syscall::Preadv,
+        296 | 328 => Syscall::Pwritev,
+        299 => Syscall::Recvmmsg,
+        307 => Syscall::Sendmmsg,
+        _ => Syscall::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_v4() -> VpSockEvent {
+        VpSockEvent {
+            kind: REC_SOCK,
+            op: 1,
+            flags: flags::SEQ,
+            family: AF_INET,
+            pid: 100,
+            tid: 101,
+            netns: 4026531840,
+            ts_ns: 123_456_789,
+            cgroup: 77,
+            cookie: 0xdead_beef,
+            ret: 42,
+            seq: 0xffff_fff0,
+            sysnr: 44,
+            lport: 40000,
+            rport: 8080,
+            _pad0: 0,
+            laddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            raddr: [10, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        }
+    }
+
+    #[test]
+    fn sock_event_round_trips_and_converts() {
+        let raw = sample_v4();
+        let bytes = raw.to_bytes();
+        assert_eq!(VpSockEvent::from_bytes(&bytes), Ok(raw));
+        let Record::Event(e) = parse_record(&bytes).unwrap() else {
+            panic!("not an event")
+        };
+        assert_eq!(e.op, Op::Send);
+        assert_eq!(e.syscall, Syscall::Sendto);
+        assert_eq!(e.pid, 100);
+        assert_eq!(e.tid, 101);
+        assert_eq!(e.sock, 0xdead_beef);
+        assert_eq!(e.ret, 42);
+        assert_eq!(e.seq, 0xffff_fff0);
+        assert!(e.has_seq());
+        assert_eq!(e.local, "127.0.0.1:40000".parse().unwrap());
+        assert_eq!(e.remote, "10.1.2.3:8080".parse().unwrap());
+        assert_eq!(e.netns, 4026531840);
+        assert_eq!(e.cgroup, 77);
+    }
+
+    #[test]
+    fn field_offsets_are_where_the_header_says() {
+        // Poke distinct bytes at the C header's offsets and read them back.
+        let mut b = [0u8; 96];
+        b[0] = REC_SOCK;
+        b[1] = 2; // op recv
+        b[2] = flags::PEEK | flags::SEQ | 0x80; // unknown bit dropped
+        b[3] = AF_INET6;
+        b[4..8].copy_from_slice(&7u32.to_ne_bytes());
+        b[8..12].copy_from_slice(&8u32.to_ne_bytes());
+        b[40..48].copy_from_slice(&(-11i64).to_ne_bytes());
+        b[48..52].copy_from_slice(&99u32.to_ne_bytes());
+        b[52..56].copy_from_slice(&(-1i32).to_ne_bytes());
+        b[56..58].copy_from_slice(&1u16.to_ne_bytes());
+        b[58..60].copy_from_slice(&2u16.to_ne_bytes());
+        b[64..80].copy_from_slice(&Ipv6Addr::LOCALHOST.octets());
+        b[80..96].copy_from_slice(&"fd00::5".parse::<Ipv6Addr>().unwrap().octets());
+        let Record::Event(e) = parse_record(&b).unwrap() else {
+            panic!("not an event")
+        };
+        assert_eq!((e.pid, e.tid, e.ret, e.seq), (7, 8, -11, 99));
+        assert_eq!(e.op, Op::Recv);
+        assert_eq!(e.flags, flags::PEEK | flags::SEQ);
+        assert_eq!(e.syscall, Syscall::Unknown);
+        assert_eq!(e.local, "[::1]:1".parse().unwrap());
+        assert_eq!(e.remote, "[fd00::5]:2".parse().unwrap());
+        assert_eq!(e.moved(), 0);
+    }
+
+    #[test]
+    fn comm_record_converts() {
+        let mut comm = [0u8; 16];
+        comm[..6].copy_from_slice(b"worker");
+        let raw = VpCommEvent {
+            kind: REC_COMM,
+            pid: 5,
+            tid: 6,
+            ts_ns: 9,
+            comm,
+            ..Default::default()
+        };
+        let bytes = raw.to_bytes();
+        assert_eq!(VpCommEvent::from_bytes(&bytes), Ok(raw));
+        assert_eq!(
+            parse_record(&bytes),
+            Ok(Record::Thread(ThreadInfo {
+                pid: 5,
+                tid: 6,
+                comm: "worker".into()
+            }))
+        );
+        // A full 16-byte comm without NUL is kept whole.
+        let full = VpCommEvent {
+            comm: *b"abcdefghijklmnop",
+            ..raw
+        };
+        assert_eq!(full.comm_str(), "abcdefghijklmnop");
+    }
+
+    #[test]
+    fn bad_records_are_errors_not_panics() {
+        assert_eq!(parse_record(&[]), Err(RawError::Empty));
+        assert_eq!(
+            parse_record(&[9, 0, 0]),
+            Err(RawError::UnknownKind { kind: 9 })
+        );
+        let short = &sample_v4().to_bytes()[..95];
+        assert_eq!(
+            parse_record(short),
+            Err(RawError::Truncated {
+                kind: REC_SOCK,
+                len: 95,
+                expected: 96
+            })
+        );
+        assert!(matches!(
+            parse_record(&[REC_COMM; 39]),
+            Err(RawError::Truncated { expected: 40, .. })
+        ));
+        let mut bad_op = sample_v4();
+        bad_op.op = 9;
+        assert_eq!(
+            parse_record(&bad_op.to_bytes()),
+            Err(RawError::UnknownOp { op: 9 })
+        );
+        let mut bad_fam = sample_v4();
+        bad_fam.family = 1;
+        assert_eq!(
+            parse_record(&bad_fam.to_bytes()),
+            Err(RawError::UnknownFamily { family: 1 })
+        );
+        // Every prefix of a valid record parses or errors, never panics.
+        let full = sample_v4().to_bytes();
+        for n in 0..full.len() {
+            assert!(parse_record(&full[..n]).is_err());
+        }
+    }
+
+    #[test]
+    fn syscall_numbers_translate() {
+        assert_eq!(syscall_from_x86_64(0), Syscall::Read);
+        assert_eq!(syscall_from_x86_64(1), Syscall::Write);
+        assert_eq!(syscall_from_x86_64(20), Syscall::Writev);
+        assert_eq!(syscall_from_x86_64(40), Syscall::Sendfile);
+        assert_eq!(syscall_from_x86_64(46), Syscall::Sendmsg);
+        assert_eq!(syscall_from_x86_64(288), Syscall::Accept4);
+        assert_eq!(syscall_from_x86_64(SYSNR_UNKNOWN), Syscall::Unknown);
+        assert_eq!(syscall_from_x86_64(231), Syscall::Unknown);
+    }
+
+    /// Compiles bpf/vpath.h with the Rust offsets as C static assertions,
+    /// so the header and this mirror cannot drift apart silently.
+    #[test]
+    fn c_header_agrees_with_rust_offsets() {
+        let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".into());
+        if std::process::Command::new(&clang)
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("skipping c_header_agrees_with_rust_offsets: {clang} not found");
+            return;
+        }
+        let header = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bpf/vpath.h");
+        let mut c = format!("#include \"{header}\"\n");
+        macro_rules! chk {
+            ($ty:ident, $cty:literal, $($f:ident),*) => {
+                c += &format!(
+                    "_Static_assert(sizeof(struct {}) == {}, \"size\");\n",
+                    $cty,
+                    size_of::<$ty>()
+                );
+                $(c += &format!(
+                    "_Static_assert(__builtin_offsetof(struct {}, {}) == {}, \"{}\");\n",
+                    $cty,
+                    stringify!($f),
+                    offset_of!($ty, $f),
+                    stringify!($f)
+                );)*
+            };
+        }
+        chk!(
+            VpSockEvent,
+            "vp_sock_event",
+            kind,
+            op,
+            flags,
+            family,
+            pid,
+            tid,
+            netns,
+            ts_ns,
+            cgroup,
+            cookie,
+            ret,
+            seq,
+            sysnr,
+            lport,
+            rport,
+            _pad0,
+            laddr,
+            raddr
+        );
+        chk!(
+            VpCommEvent,
+            "vp_comm_event",
+            kind,
+            _pad0,
+            pid,
+            tid,
+            _pad1,
+            ts_ns,
+            comm
+        );
+        for (name, v) in [
+            ("VP_REC_SOCK", REC_SOCK as i64),
+            ("VP_REC_COMM", REC_COMM as i64),
+            ("VP_AF_INET", AF_INET as i64),
+            ("VP_AF_INET6", AF_INET6 as i64),
+            ("VP_SYSNR_UNKNOWN", SYSNR_UNKNOWN as i64),
+            ("VP_CNT_SOCK_EMITTED", CNT_SOCK_EMITTED as i64),
+            ("VP_CNT_SOCK_DROPPED", CNT_SOCK_DROPPED as i64),
+            ("VP_CNT_COMM_EMITTED", CNT_COMM_EMITTED as i64),
+            ("VP_CNT_COMM_DROPPED", CNT_COMM_DROPPED as i64),
+            ("VP_CNT_MAX", CNT_MAX as i64),
+            ("VP_OP_SEND", Op::Send as i64),
+            ("VP_OP_RECV", Op::Recv as i64),
+            ("VP_OP_CONNECT", Op::Connect as i64),
+            ("VP_OP_ACCEPT", Op::Accept as i64),
+            ("VP_OP_CLOSE", Op::Close as i64),
+            ("VP_F_PEEK", flags::PEEK as i64),
+            ("VP_F_SEQ", flags::SEQ as i64),
+        ] {
+            c += &format!("_Static_assert({name} == {v}, \"{name}\");\n");
+        }
+        let dir = std::env::temp_dir().join(format!("vpath-bpf-hdr-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join("check.c");
+        std::fs::write(&src, c).unwrap();
+        let out = std::process::Command::new(&clang)
+            .args(["-target", "bpf", "-fsyntax-only"])
+            .arg(&src)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            out.status.success(),
+            "bpf/vpath.h disagrees with raw.rs:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -1,0 +1,506 @@
+//! Loads the embedded BPF object, attaches it, and turns the ring buffer into
+//! ordered [`Record`]s with loss checkpoints.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::{BtfTracePoint, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader};
+use vpath_core::{Checkpoint, Record};
+
+use crate::clock::{monotonic_ns, ClockOffset};
+use crate::error::{classify_errno, errno_in_chain, missing_caps, parse_cap_eff};
+use crate::order::{Released, Reorder};
+use crate::raw::{self, RawError};
+use crate::{Filters, RecordError};
+
+/// The kernel side, built by scripts/build-bpf.sh from bpf/vpath.bpf.c.
+static OBJECT: &[u8] = aya::include_bytes_aligned!("../bpf/vpath.bpf.o");
+
+/// Where the kernel exposes its BTF.
+pub const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
+/// Where tracefs must be mounted for the accept tracepoints.
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// BTF tracepoints: (program, tracepoint).
+const BTF_PROGRAMS: [(&str, &str); 6] = [
+    ("vp_task_rename", "task_rename"),
+    ("vp_exec", "sched_process_exec"),
+    ("vp_exit", "sched_process_exit"),
+    ("vp_state", "inet_sock_set_state"),
+    ("vp_send", "sock_send_length"),
+    ("vp_recv", "sock_recv_length"),
+];
+/// Classic tracepoints: (program, category, name).
+const TP_PROGRAMS: [(&str, &str, &str); 2] = [
+    ("vp_accept4_exit", "syscalls", "sys_exit_accept4"),
+    ("vp_accept_exit", "syscalls", "sys_exit_accept"),
+];
+
+/// How the recorder runs.
+#[derive(Clone, Debug)]
+pub struct RecorderOptions {
+    /// Ring buffer size in bytes: a power of two, at least a page. Each
+    /// socket event takes 104 bytes in the ring (96 + 8 header).
+    pub ring_bytes: u32,
+    /// [`Recorder::poll`] waits until this long after the previous poll.
+    /// Events never wake the reader (BPF_RB_NO_WAKEUP).
+    pub poll_interval: Duration,
+    /// A checkpoint covers events up to `now - margin`: time for a probe
+    /// that took its timestamp to reserve and submit its record.
+    pub checkpoint_margin: Duration,
+    /// Exclude the recorder's own process (default). Its own TCP traffic
+    /// would otherwise feed back into the trace; tests that trace
+    /// themselves turn this off and filter by port instead.
+    pub exclude_self: bool,
+}
+
+impl Default for RecorderOptions {
+    fn default() -> Self {
+        RecorderOptions {
+            ring_bytes: 16 << 20,
+            poll_interval: Duration::from_millis(20),
+            checkpoint_margin: Duration::from_millis(2),
+            exclude_self: true,
+        }
+    }
+}
+
+/// The kernel's per-CPU counters, summed. `*_emitted` counts every record a
+/// probe produced, including the dropped ones: delivered = emitted - dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub events_emitted: u64,
+    pub events_dropped: u64,
+    pub comms_emitted: u64,
+    pub comms_dropped: u64,
+}
+
+impl Counters {
+    pub fn events_delivered(&self) -> u64 {
+        self.events_emitted.saturating_sub(self.events_dropped)
+    }
+}
+
+/// What one poll did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PollStats {
+    /// Socket events read from the ring during this poll.
+    pub events_read: u64,
+    /// Socket events handed out (ordered; some may have been read earlier).
+    pub events_out: u64,
+    /// Thread records handed out.
+    pub threads_out: u64,
+    /// Records that did not parse (skipped; see [`Recorder::last_bad_record`]).
+    pub bad_records: u64,
+    /// Events handed out with a timestamp at or before an earlier checkpoint
+    /// (a probe slower than the margin): the analyzer sees them late.
+    pub late_events: u64,
+    /// Events held back for ordering (timestamp after the checkpoint).
+    pub held: u64,
+    /// The checkpoint this poll emitted.
+    pub checkpoint: Checkpoint,
+    /// Counter values read for the checkpoint.
+    pub counters: Counters,
+}
+
+impl PollStats {
+    fn apply(&mut self, rel: Released, cp: Checkpoint) {
+        self.events_out = rel.events_out;
+        self.late_events = rel.late_events;
+        self.held = rel.held;
+        self.checkpoint = cp;
+    }
+
+    fn new(counters: Counters) -> PollStats {
+        PollStats {
+            events_read: 0,
+            events_out: 0,
+            threads_out: 0,
+            bad_records: 0,
+            late_events: 0,
+            held: 0,
+            checkpoint: Checkpoint {
+                ts_ns: 0,
+                lost_total: counters.events_dropped,
+            },
+            counters,
+        }
+    }
+}
+
+/// In-kernel run statistics of one program (counted only while
+/// `kernel.bpf_stats_enabled` is 1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramStats {
+    pub name: String,
+    pub run_count: u64,
+    pub run_time_ns: u64,
+}
+
+impl ProgramStats {
+    /// Mean in-kernel nanoseconds per run.
+    pub fn ns_per_run(&self) -> f64 {
+        if self.run_count == 0 {
+            0.0
+        } else {
+            self.run_time_ns as f64 / self.run_count as f64
+        }
+    }
+}
+
+/// A running capture. Dropping it detaches everything; [`Recorder::stop`]
+/// also hands out what is still buffered.
+pub struct Recorder {
+    ebpf: Option<Ebpf>,
+    ring: RingBuf<MapData>,
+    counters: PerCpuArray<MapData, u64>,
+    order: Reorder,
+    next_tick: Instant,
+    opts: RecorderOptions,
+    clock: ClockOffset,
+    last_bad: Option<RawError>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("held", &self.order.held())
+            .field("last_checkpoint", &self.order.last_checkpoint())
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks what loading needs, with the specific error for each missing piece.
+pub fn preflight() -> Result<(), RecordError> {
+    if !Path::new("/proc/sys/kernel/unprivileged_bpf_disabled").exists() {
+        return Err(RecordError::BpfDisabled {
+            detail: "/proc/sys/kernel/unprivileged_bpf_disabled is absent".into(),
+        });
+    }
+    if let Err(e) = std::fs::metadata(BTF_PATH) {
+        return Err(RecordError::NoBtf {
+            path: BTF_PATH.into(),
+            source: Some(e),
+        });
+    }
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        if let Some(missing) = parse_cap_eff(&status).and_then(missing_caps) {
+            return Err(RecordError::NotPermitted { missing });
+        }
+    }
+    Ok(())
+}
+
+/// Mounts tracefs at /sys/kernel/tracing if it is not there (classic
+/// tracepoints need it) and checks the accept tracepoints exist.
+pub fn ensure_tracefs() -> Result<(), RecordError> {
+    let events = Path::new(TRACEFS).join("events");
+    if !events.exists() {
+        let src = c"tracefs";
+        let dst = c"/sys/kernel/tracing";
+        // SAFETY: all pointers are valid NUL-terminated strings; data is null.
+        let rc = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                dst.as_ptr(),
+                src.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            return Err(RecordError::NoTracefs {
+                source: std::io::Error::last_os_error(),
+            });
+        }
+    }
+    for (_, cat, name) in TP_PROGRAMS {
+        if !events.join(cat).join(name).exists() {
+            return Err(RecordError::TracepointMissing {
+                name: format!("{cat}/{name}"),
+                hint: "syscall tracepoints need CONFIG_FTRACE_SYSCALLS=y",
+            });
+        }
+    }
+    Ok(())
+}
+
+fn page_size() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as u32
+    } else {
+        4096
+    }
+}
+
+/// Maps a load/attach failure to the most specific error.
+fn load_error(stage: String, e: impl std::error::Error + Send + Sync + 'static) -> RecordError {
+    classify_errno(errno_in_chain(&e)).unwrap_or_else(|| RecordError::load(stage, e))
+}
+
+impl Recorder {
+    /// Loads and attaches the probes with the given filters. Nothing is
+    /// recorded before the filter maps are filled.
+    pub fn start(filters: &Filters, opts: RecorderOptions) -> Result<Recorder, RecordError> {
+        filters.validate()?;
+        let page = page_size();
+        if !opts.ring_bytes.is_power_of_two() || opts.ring_bytes < page {
+            return Err(RecordError::BadRingSize {
+                bytes: opts.ring_bytes,
+                page,
+            });
+        }
+        preflight()?;
+        ensure_tracefs()?;
+        let btf = Btf::from_sys_fs().map_err(|e| RecordError::NoBtf {
+            path: BTF_PATH.into(),
+            source: Some(std::io::Error::other(e)),
+        })?;
+
+        // u32::MAX is no process: pid_max is at most 2^22.
+        let own_tgid: u32 = if opts.exclude_self {
+            std::process::id()
+        } else {
+            u32::MAX
+        };
+        let filter_pids: u8 = (!filters.pids.is_empty()).into();
+        let filter_ports: u8 = (!filters.ports.is_empty()).into();
+        let filter_netns: u32 = filters.netns.unwrap_or(0);
+        let filter_cgroup: u64 = filters.cgroup.map_or(0, |c| c.id);
+        let filter_cgroup_level: u32 = filters.cgroup.map_or(0, |c| c.level);
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .override_global("own_tgid", &own_tgid, true)
+            .override_global("filter_pids", &filter_pids, true)
+            .override_global("filter_ports", &filter_ports, true)
+            .override_global("filter_netns", &filter_netns, true)
+            .override_global("filter_cgroup", &filter_cgroup, true)
+            .override_global("filter_cgroup_level", &filter_cgroup_level, true)
+            .map_max_entries("EVENTS", opts.ring_bytes)
+            .load(OBJECT)
+            .map_err(|e| load_error("creating maps".into(), e))?;
+
+        fill_filter_maps(&mut ebpf, filters)?;
+        let ring =
+            RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?).map_err(|e| RecordError::Map {
+                map: "EVENTS",
+                what: e.to_string(),
+            })?;
+        let counters = PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?).map_err(|e| {
+            RecordError::Map {
+                map: "COUNTERS",
+                what: e.to_string(),
+            }
+        })?;
+
+        for (prog, tp) in BTF_PROGRAMS {
+            let p: &mut BtfTracePoint = ebpf
+                .program_mut(prog)
+                .ok_or_else(|| RecordError::Map {
+                    map: "programs",
+                    what: format!("program {prog} missing from the object"),
+                })?
+                .try_into()
+                .map_err(|e| load_error(format!("program {prog}"), e))?;
+            p.load(tp, &btf).map_err(|e| match e {
+                aya::programs::ProgramError::Btf(_) => RecordError::TracepointMissing {
+                    name: format!("tp_btf/{tp}"),
+                    hint: "this kernel's BTF has no such tracepoint (needs Linux >= 5.10 with CONFIG_DEBUG_INFO_BTF)",
+                },
+                e => load_error(format!("loading {prog} (tp_btf/{tp})"), e),
+            })?;
+            p.attach()
+                .map_err(|e| load_error(format!("attaching {prog} to tp_btf/{tp}"), e))?;
+        }
+        for (prog, cat, name) in TP_PROGRAMS {
+            let p: &mut TracePoint = ebpf
+                .program_mut(prog)
+                .ok_or_else(|| RecordError::Map {
+                    map: "programs",
+                    what: format!("program {prog} missing from the object"),
+                })?
+                .try_into()
+                .map_err(|e| load_error(format!("program {prog}"), e))?;
+            p.load()
+                .map_err(|e| load_error(format!("loading {prog}"), e))?;
+            p.attach(cat, name)
+                .map_err(|e| load_error(format!("attaching {prog} to {cat}/{name}"), e))?;
+        }
+
+        Ok(Recorder {
+            ebpf: Some(ebpf),
+            ring,
+            counters,
+            order: Reorder::default(),
+            next_tick: Instant::now() + opts.poll_interval,
+            opts,
+            clock: ClockOffset::measure(),
+            last_bad: None,
+        })
+    }
+
+    /// Monotonic-to-wall-clock offset, measured at start.
+    pub fn clock_offset(&self) -> ClockOffset {
+        self.clock
+    }
+
+    /// The options the recorder runs with.
+    pub fn options(&self) -> &RecorderOptions {
+        &self.opts
+    }
+
+    /// The last record that failed to parse, if any.
+    pub fn last_bad_record(&self) -> Option<&RawError> {
+        self.last_bad.as_ref()
+    }
+
+    /// Per-program run counts and times (see [`ProgramStats`]); empty after
+    /// [`Recorder::stop`].
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        let Some(ebpf) = &self.ebpf else {
+            return Vec::new();
+        };
+        let mut v: Vec<ProgramStats> = ebpf
+            .programs()
+            .filter_map(|(name, p)| {
+                let info = p.info().ok()?;
+                Some(ProgramStats {
+                    name: name.to_string(),
+                    run_count: info.run_count(),
+                    run_time_ns: info.run_time().as_nanos() as u64,
+                })
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// The kernel counters now.
+    pub fn counters(&self) -> Result<Counters, RecordError> {
+        let sum = |idx: u32| -> Result<u64, RecordError> {
+            let v = self.counters.get(&idx, 0).map_err(|e| RecordError::Map {
+                map: "COUNTERS",
+                what: format!("reading index {idx}: {e}"),
+            })?;
+            Ok(v.iter().copied().fold(0u64, u64::wrapping_add))
+        };
+        Ok(Counters {
+            events_emitted: sum(raw::CNT_SOCK_EMITTED)?,
+            events_dropped: sum(raw::CNT_SOCK_DROPPED)?,
+            comms_emitted: sum(raw::CNT_COMM_EMITTED)?,
+            comms_dropped: sum(raw::CNT_COMM_DROPPED)?,
+        })
+    }
+
+    /// Sleeps until the next tick (`poll_interval` after the previous one),
+    /// then does [`Recorder::poll_now`].
+    pub fn poll(&mut self, out: &mut impl FnMut(Record)) -> Result<PollStats, RecordError> {
+        let now = Instant::now();
+        if self.next_tick > now {
+            std::thread::sleep(self.next_tick - now);
+        }
+        self.next_tick = (self.next_tick + self.opts.poll_interval).max(Instant::now());
+        self.poll_now(out)
+    }
+
+    /// Drains the ring buffer and hands out records: thread records at once,
+    /// socket events in timestamp order up to the checkpoint, then a
+    /// [`Checkpoint`]. Contract: every event with `ts <= checkpoint.ts_ns`
+    /// was handed out before the checkpoint or is counted in `lost_total`.
+    pub fn poll_now(&mut self, out: &mut impl FnMut(Record)) -> Result<PollStats, RecordError> {
+        // Horizon first: a probe whose timestamp is <= horizon has had
+        // `margin` to reserve (or count a drop) and submit.
+        let margin = self.opts.checkpoint_margin.as_nanos() as u64;
+        let horizon = monotonic_ns().saturating_sub(margin);
+        let counters = self.counters()?;
+        let mut st = PollStats::new(counters);
+        self.drain(out, &mut st);
+        let (rel, cp) = self.order.release(horizon, counters.events_dropped, out);
+        st.apply(rel, cp);
+        Ok(st)
+    }
+
+    fn drain(&mut self, out: &mut impl FnMut(Record), st: &mut PollStats) {
+        while let Some(item) = self.ring.next() {
+            match raw::parse_record(&item) {
+                Ok(Record::Event(e)) => {
+                    st.events_read += 1;
+                    self.order.push(e);
+                }
+                Ok(r) => {
+                    st.threads_out += 1;
+                    out(r);
+                }
+                Err(e) => {
+                    st.bad_records += 1;
+                    self.last_bad = Some(e);
+                }
+            }
+        }
+    }
+
+    /// Detaches the probes, hands out everything still buffered and a final
+    /// checkpoint, and returns the final counters.
+    pub fn stop(mut self, out: &mut impl FnMut(Record)) -> Result<Counters, RecordError> {
+        // Dropping the object detaches all programs; then let probes that
+        // were running at detach finish their submit.
+        drop(self.ebpf.take());
+        std::thread::sleep(self.opts.checkpoint_margin);
+        let horizon = monotonic_ns();
+        let counters = self.counters()?;
+        let mut st = PollStats::new(counters);
+        self.drain(out, &mut st);
+        self.order.finish(horizon, counters.events_dropped, out);
+        Ok(counters)
+    }
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, RecordError> {
+    ebpf.take_map(name).ok_or(RecordError::Map {
+        map: name,
+        what: "missing from the object".into(),
+    })
+}
+
+fn fill_filter_maps(ebpf: &mut Ebpf, filters: &Filters) -> Result<(), RecordError> {
+    if !filters.pids.is_empty() {
+        let map = ebpf.map_mut("PID_FILTER").ok_or(RecordError::Map {
+            map: "PID_FILTER",
+            what: "missing from the object".into(),
+        })?;
+        let mut m: BpfHashMap<_, u32, u8> =
+            BpfHashMap::try_from(map).map_err(|e| RecordError::Map {
+                map: "PID_FILTER",
+                what: e.to_string(),
+            })?;
+        for &pid in &filters.pids {
+            m.insert(pid, 1, 0).map_err(|e| RecordError::Map {
+                map: "PID_FILTER",
+                what: format!("inserting pid {pid}: {e}"),
+            })?;
+        }
+    }
+    if !filters.ports.is_empty() {
+        let map = ebpf.map_mut("PORT_FILTER").ok_or(RecordError::Map {
+            map: "PORT_FILTER",
+            what: "missing from the object".into(),
+        })?;
+        let mut m: BpfHashMap<_, u16, u8> =
+            BpfHashMap::try_from(map).map_err(|e| RecordError::Map {
+                map: "PORT_FILTER",
+                what: e.to_string(),
+            })?;
+        for &port in &filters.ports {
+            m.insert(port, 1, 0).map_err(|e| RecordError::Map {
+                map: "PORT_FILTER",
+                what: format!("inserting port {port}: {e}"),
+            })?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,707 @@
+//! Live tests: load the probes, run real TCP traffic on loopback, and check
+//! the exact events. They need root. Without root they are skipped (with
+//! the reason printed) unless the environment variable CI is set, in which
+//! case they fail.
+
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use vpath_bpf::{Counters, Filters, Recorder, RecorderOptions};
+use vpath_core::{flags, Event, Op, Record, Syscall};
+
+/// Whether to run a root test; panics under CI without root.
+fn have_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{test}: needs root to load BPF programs, and CI is set: failing instead of skipping"
+        );
+    }
+    // Straight to stderr, past the test harness's capture, so it is seen.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: needs root to load BPF programs (set CI to make this a failure)"
+    );
+    false
+}
+
+fn opts() -> RecorderOptions {
+    RecorderOptions {
+        // The tests trace their own process and filter by port.
+        exclude_self: false,
+        ..Default::default()
+    }
+}
+
+fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() as u32 }
+}
+
+fn check(rc: isize, what: &str) -> usize {
+    assert!(
+        rc >= 0,
+        "{what} failed: {}",
+        std::io::Error::last_os_error()
+    );
+    rc as usize
+}
+
+/// Records around `f`, with the given port filter; returns every record.
+fn record(ports: Vec<u16>, options: RecorderOptions, f: impl FnOnce()) -> (Vec<Record>, Counters) {
+    let filters = Filters {
+        ports,
+        ..Default::default()
+    };
+    let mut rec = Recorder::start(&filters, options).expect("start recorder");
+    f();
+    let mut out = Vec::new();
+    rec.poll(&mut |r| out.push(r)).expect("poll");
+    let counters = rec.stop(&mut |r| out.push(r)).expect("stop");
+    (out, counters)
+}
+
+fn events(records: &[Record]) -> Vec<Event> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Event(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Checks the stream contract: events between checkpoints are in timestamp
+/// order and none is at or before the previous checkpoint.
+fn check_ordering(records: &[Record]) {
+    let mut last_cp = 0u64;
+    let mut last_ts = 0u64;
+    let mut cps = 0;
+    for r in records {
+        match r {
+            Record::Event(e) => {
+                assert!(e.ts_ns > last_cp, "event {e:?} after checkpoint {last_cp}");
+                assert!(e.ts_ns >= last_ts, "events out of order: {e:?}");
+                last_ts = e.ts_ns;
+            }
+            Record::Checkpoint(c) => {
+                assert!(c.ts_ns >= last_cp);
+                last_cp = c.ts_ns;
+                cps += 1;
+            }
+            Record::Thread(_) => {}
+        }
+    }
+    assert!(cps >= 2, "expected a checkpoint per poll and one at stop");
+}
+
+// ---- raw syscalls on a socket fd -----------------------------------------
+
+fn c_write(fd: RawFd, b: &[u8]) -> usize {
+    // SAFETY: b is a valid buffer of b.len() bytes.
+    check(
+        unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) },
+        "write",
+    )
+}
+fn c_read(fd: RawFd, b: &mut [u8]) -> usize {
+    // SAFETY: b is a valid writable buffer.
+    check(
+        unsafe { libc::read(fd, b.as_mut_ptr().cast(), b.len()) },
+        "read",
+    )
+}
+fn c_send(fd: RawFd, b: &[u8]) -> usize {
+    // SAFETY: as above.
+    check(
+        unsafe { libc::send(fd, b.as_ptr().cast(), b.len(), 0) },
+        "send",
+    )
+}
+fn c_recv(fd: RawFd, b: &mut [u8], flags: i32) -> usize {
+    // SAFETY: as above.
+    check(
+        unsafe { libc::recv(fd, b.as_mut_ptr().cast(), b.len(), flags) },
+        "recv",
+    )
+}
+fn c_sendto(fd: RawFd, b: &[u8]) -> usize {
+    // SAFETY: as above; a null address is allowed on a connected socket.
+    check(
+        unsafe { libc::sendto(fd, b.as_ptr().cast(), b.len(), 0, std::ptr::null(), 0) },
+        "sendto",
+    )
+}
+fn c_recvfrom(fd: RawFd, b: &mut [u8]) -> usize {
+    // SAFETY: as above; null address pointers are allowed.
+    check(
+        unsafe {
+            libc::recvfrom(
+                fd,
+                b.as_mut_ptr().cast(),
+                b.len(),
+                0,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        },
+        "recvfrom",
+    )
+}
+fn iov(b: &[u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: b.as_ptr() as *mut _,
+        iov_len: b.len(),
+    }
+}
+fn iov_mut(b: &mut [u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: b.as_mut_ptr().cast(),
+        iov_len: b.len(),
+    }
+}
+fn c_sendmsg(fd: RawFd, a: &[u8], b: &[u8]) -> usize {
+    let v = [iov(a), iov(b)];
+    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+    let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
+    m.msg_iov = v.as_ptr() as *mut _;
+    m.msg_iovlen = 2;
+    // SAFETY: m points at valid iovecs for the duration of the call.
+    check(unsafe { libc::sendmsg(fd, &m, 0) }, "sendmsg")
+}
+fn c_recvmsg(fd: RawFd, a: &mut [u8], b: &mut [u8]) -> usize {
+    let mut v = [iov_mut(a), iov_mut(b)];
+    // SAFETY: as above.
+    let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
+    m.msg_iov = v.as_mut_ptr();
+    m.msg_iovlen = 2;
+    // SAFETY: as above.
+    check(unsafe { libc::recvmsg(fd, &mut m, 0) }, "recvmsg")
+}
+fn c_writev(fd: RawFd, a: &[u8], b: &[u8]) -> usize {
+    let v = [iov(a), iov(b)];
+    // SAFETY: v holds two valid iovecs.
+    check(unsafe { libc::writev(fd, v.as_ptr(), 2) }, "writev")
+}
+fn c_readv(fd: RawFd, a: &mut [u8], b: &mut [u8]) -> usize {
+    let v = [iov_mut(a), iov_mut(b)];
+    // SAFETY: v holds two valid iovecs.
+    check(unsafe { libc::readv(fd, v.as_ptr(), 2) }, "readv")
+}
+fn c_sendfile(fd: RawFd, file: RawFd, n: usize) -> usize {
+    let mut off: libc::off_t = 0;
+    // SAFETY: off is a valid offset pointer; both fds are open.
+    check(unsafe { libc::sendfile(fd, file, &mut off, n) }, "sendfile")
+}
+
+/// One step of the conversation: what the client thread did, what the
+/// server thread did, in lockstep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Expect {
+    tid: u32,
+    op: Op,
+    syscall: Syscall,
+    ret: i64,
+    peek: bool,
+}
+
+/// Runs a scripted conversation over every send/recv-family syscall on
+/// `addr` (IPv4 or IPv6 loopback) and checks the exact events.
+fn conversation(bind: &str) {
+    let listener = TcpListener::bind(bind).expect("bind");
+    let server_addr = listener.local_addr().unwrap();
+    let port = server_addr.port();
+
+    // Lockstep: each side waits for the other's "done" before its next step,
+    // so every read finds exactly the bytes of one write.
+    let (to_server, server_rx) = mpsc::channel::<u32>();
+    let (to_client, client_rx) = mpsc::channel::<u32>();
+    let file = tempfile_with(&[7u8; 100]);
+    let file_fd = file.as_raw_fd();
+
+    let mut client_tid = 0;
+    let mut server_tid = 0;
+    let mut client_local: Option<SocketAddr> = None;
+
+    let (records, counters) = record(vec![port], opts(), || {
+        let server = std::thread::Builder::new()
+            .name("vp-server".into())
+            .spawn(move || {
+                let tid = gettid();
+                let (s, _) = listener.accept().expect("accept");
+                let fd = s.as_raw_fd();
+                let mut b = [0u8; 128];
+                server_rx.recv().unwrap();
+                assert_eq!(c_read(fd, &mut b[..16]), 16);
+                assert_eq!(c_write(fd, &[1u8; 8]), 8);
+                to_client.send(1).unwrap();
+                server_rx.recv().unwrap();
+                assert_eq!(c_recv(fd, &mut b[..12], libc::MSG_PEEK), 12);
+                assert_eq!(c_recv(fd, &mut b[..12], 0), 12);
+                to_client.send(2).unwrap();
+                server_rx.recv().unwrap();
+                assert_eq!(c_recvfrom(fd, &mut b[..20]), 20);
+                assert_eq!(c_sendto(fd, &[2u8; 4]), 4);
+                to_client.send(3).unwrap();
+                server_rx.recv().unwrap();
+                let (x, y) = b.split_at_mut(3);
+                assert_eq!(c_recvmsg(fd, x, &mut y[..4]), 7);
+                assert_eq!(c_sendmsg(fd, &[3u8; 5], &[4u8; 6]), 11);
+                to_client.send(4).unwrap();
+                server_rx.recv().unwrap();
+                let (x, y) = b.split_at_mut(10);
+                assert_eq!(c_readv(fd, x, &mut y[..15]), 25);
+                assert_eq!(c_writev(fd, &[5u8; 2], &[6u8; 3]), 5);
+                to_client.send(5).unwrap();
+                server_rx.recv().unwrap();
+                assert_eq!(c_read(fd, &mut b[..100]), 100);
+                // Last bytes then the FIN at once: the client's read of them
+                // may consume the FIN too (coalesced), which moves
+                // copied_seq one further; the probe must correct for it.
+                assert_eq!(c_write(fd, &[6u8; 3]), 3);
+                drop(s); // close: ESTABLISHED -> FIN_WAIT1 by this thread
+                to_client.send(6).unwrap();
+                tid
+            })
+            .unwrap();
+        let client = std::thread::Builder::new()
+            .name("vp-client".into())
+            .spawn(move || {
+                let tid = gettid();
+                let s = std::net::TcpStream::connect(server_addr).expect("connect");
+                let local = s.local_addr().unwrap();
+                let fd = s.as_raw_fd();
+                let mut b = [0u8; 128];
+                assert_eq!(c_write(fd, &[9u8; 16]), 16);
+                to_server.send(1).unwrap();
+                client_rx.recv().unwrap();
+                assert_eq!(c_read(fd, &mut b[..8]), 8);
+                assert_eq!(c_send(fd, &[8u8; 12]), 12);
+                to_server.send(2).unwrap();
+                client_rx.recv().unwrap();
+                assert_eq!(c_sendto(fd, &[7u8; 20]), 20);
+                to_server.send(3).unwrap();
+                client_rx.recv().unwrap();
+                assert_eq!(c_recvfrom(fd, &mut b[..4]), 4);
+                assert_eq!(c_sendmsg(fd, &[1u8; 3], &[2u8; 4]), 7);
+                to_server.send(4).unwrap();
+                client_rx.recv().unwrap();
+                let (x, y) = b.split_at_mut(5);
+                assert_eq!(c_recvmsg(fd, x, &mut y[..6]), 11);
+                assert_eq!(c_writev(fd, &[3u8; 10], &[4u8; 15]), 25);
+                to_server.send(5).unwrap();
+                client_rx.recv().unwrap();
+                let (x, y) = b.split_at_mut(2);
+                assert_eq!(c_readv(fd, x, &mut y[..3]), 5);
+                assert_eq!(c_sendfile(fd, file_fd, 100), 100);
+                to_server.send(6).unwrap();
+                client_rx.recv().unwrap();
+                assert_eq!(c_read(fd, &mut b[..3]), 3);
+                assert_eq!(c_read(fd, &mut b[..10]), 0, "EOF after the server's close");
+                drop(s); // close: CLOSE_WAIT -> LAST_ACK by this thread
+                (tid, local)
+            })
+            .unwrap();
+        server_tid = server.join().unwrap();
+        let (t, l) = client.join().unwrap();
+        client_tid = t;
+        client_local = Some(l);
+        std::thread::sleep(Duration::from_millis(30));
+    });
+    drop(file);
+    let client_local = client_local.unwrap();
+    check_ordering(&records);
+
+    // Thread names arrive once per thread, before that thread's events.
+    for (tid, name) in [(client_tid, "vp-client"), (server_tid, "vp-server")] {
+        let first_thread = records
+            .iter()
+            .position(|r| matches!(r, Record::Thread(t) if t.tid == tid))
+            .unwrap_or_else(|| panic!("no thread record for {name} ({tid})"));
+        let first_event = records
+            .iter()
+            .position(|r| matches!(r, Record::Event(e) if e.tid == tid))
+            .unwrap();
+        assert!(first_thread < first_event);
+        let Record::Thread(t) = &records[first_thread] else {
+            unreachable!()
+        };
+        assert_eq!(t.comm, name);
+        assert_eq!(t.pid, std::process::id());
+        let n = records
+            .iter()
+            .filter(|r| matches!(r, Record::Thread(t) if t.tid == tid))
+            .count();
+        assert_eq!(n, 1, "comm of {name} sent {n} times");
+    }
+
+    let evs: Vec<Event> = events(&records)
+        .into_iter()
+        .filter(|e| e.tid == client_tid || e.tid == server_tid || e.tid == 0)
+        .collect();
+    let e = |tid, op, syscall, ret| Expect {
+        tid,
+        op,
+        syscall,
+        ret,
+        peek: false,
+    };
+    let (c, s) = (client_tid, server_tid);
+    use Op::*;
+    let mut expected_client = vec![
+        e(c, Connect, Syscall::Connect, 0),
+        e(c, Send, Syscall::Write, 16),
+        e(c, Recv, Syscall::Read, 8),
+        e(c, Send, Syscall::Sendto, 12),
+        e(c, Send, Syscall::Sendto, 20),
+        e(c, Recv, Syscall::Recvfrom, 4),
+        e(c, Send, Syscall::Sendmsg, 7),
+        e(c, Recv, Syscall::Recvmsg, 11),
+        e(c, Send, Syscall::Writev, 25),
+        e(c, Recv, Syscall::Readv, 5),
+        e(c, Send, Syscall::Sendfile, 100),
+        e(c, Recv, Syscall::Read, 3),
+        e(c, Recv, Syscall::Read, 0),
+        e(c, Close, Syscall::Close, 0),
+    ];
+    let mut expected_server = vec![
+        e(s, Recv, Syscall::Read, 16),
+        e(s, Send, Syscall::Write, 8),
+        Expect {
+            peek: true,
+            ..e(s, Recv, Syscall::Recvfrom, 12)
+        },
+        e(s, Recv, Syscall::Recvfrom, 12),
+        e(s, Recv, Syscall::Recvfrom, 20),
+        e(s, Send, Syscall::Sendto, 4),
+        e(s, Recv, Syscall::Recvmsg, 7),
+        e(s, Send, Syscall::Sendmsg, 11),
+        e(s, Recv, Syscall::Readv, 25),
+        e(s, Send, Syscall::Writev, 5),
+        e(s, Recv, Syscall::Read, 100),
+        e(s, Send, Syscall::Write, 3),
+        e(s, Close, Syscall::Close, 0),
+    ];
+    let got = |tid| -> Vec<Expect> {
+        evs.iter()
+            .filter(|x| x.tid == tid && x.op != Accept)
+            .map(|x| Expect {
+                tid: x.tid,
+                op: x.op,
+                syscall: x.syscall,
+                ret: x.ret,
+                peek: x.is_peek(),
+            })
+            .collect()
+    };
+    assert_eq!(
+        got(c),
+        std::mem::take(&mut expected_client),
+        "client events"
+    );
+    assert_eq!(
+        got(s),
+        std::mem::take(&mut expected_server),
+        "server events"
+    );
+
+    // The accept: by the server thread, with the new socket's tuple.
+    let accepts: Vec<&Event> = evs.iter().filter(|x| x.op == Accept).collect();
+    assert_eq!(accepts.len(), 1, "{accepts:?}");
+    let acc = accepts[0];
+    assert_eq!(acc.tid, s);
+    assert_eq!(acc.syscall, Syscall::Accept4);
+    assert!(acc.ret >= 0, "accept returns the new fd");
+
+    // Tuples and sockets: one cookie per end, mirrored addresses.
+    let client_sock = evs.iter().find(|x| x.tid == c).unwrap().sock;
+    let server_sock = acc.sock;
+    assert_ne!(client_sock, 0);
+    assert_ne!(server_sock, 0);
+    assert_ne!(client_sock, server_sock);
+    for x in evs.iter().filter(|x| x.tid != 0) {
+        assert_eq!(x.pid, std::process::id());
+        assert_ne!(x.netns, 0);
+        if x.tid == c {
+            assert_eq!(x.sock, client_sock, "{x:?}");
+            assert_eq!((x.local, x.remote), (client_local, server_addr), "{x:?}");
+        } else {
+            assert_eq!(x.sock, server_sock, "{x:?}");
+            assert_eq!((x.local, x.remote), (server_addr, client_local), "{x:?}");
+        }
+    }
+
+    // Stream positions: each direction's sends are contiguous and every
+    // byte's position is the same number at the sender and the receiver.
+    for (from, to) in [(c, s), (s, c)] {
+        let data = |tid, op| -> Vec<&Event> {
+            evs.iter()
+                .filter(|x| x.tid == tid && x.op == op && x.ret > 0 && x.has_seq())
+                .collect()
+        };
+        let sends = data(from, Send);
+        let recvs: Vec<&Event> = data(to, Recv)
+            .into_iter()
+            .filter(|x| !x.is_peek())
+            .collect();
+        assert!(!sends.is_empty());
+        for w in sends.windows(2) {
+            assert_eq!(
+                w[1].seq,
+                w[0].seq.wrapping_add(w[0].ret as u32),
+                "gap between sends {w:?}"
+            );
+        }
+        assert_eq!(sends.len(), recvs.len(), "one receive per send in lockstep");
+        for (snd, rcv) in sends.iter().zip(&recvs) {
+            assert_eq!(snd.seq, rcv.seq, "send {snd:?} vs receive {rcv:?}");
+            assert_eq!(snd.ret, rcv.ret);
+        }
+    }
+    let peek = evs.iter().find(|x| x.is_peek()).unwrap();
+    let after_peek = evs
+        .iter()
+        .find(|x| x.tid == s && x.ts_ns > peek.ts_ns && x.op == Recv)
+        .unwrap();
+    assert_eq!(
+        peek.seq, after_peek.seq,
+        "a peek reads the bytes the next receive consumes"
+    );
+    assert!(peek.flags & flags::SEQ != 0);
+
+    // Nothing lost, and the counters account for every event delivered.
+    assert_eq!(counters.events_dropped, 0);
+    assert_eq!(counters.events_emitted, events(&records).len() as u64);
+}
+
+/// An unlinked temporary file holding `data`, positioned at 0.
+fn tempfile_with(data: &[u8]) -> std::fs::File {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("vpath-bpf-sendfile-{}-{n}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(data).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    f
+}
+
+#[test]
+fn every_syscall_family_ipv4() {
+    if have_root("every_syscall_family_ipv4") {
+        conversation("127.0.0.1:0");
+    }
+}
+
+#[test]
+fn every_syscall_family_ipv6() {
+    if have_root("every_syscall_family_ipv6") {
+        conversation("[::1]:0");
+    }
+}
+
+#[test]
+fn refused_connect_is_reported_with_its_errno() {
+    if !have_root("refused_connect_is_reported_with_its_errno") {
+        return;
+    }
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut tid = 0;
+    let (records, _) = record(vec![port], opts(), || {
+        tid = gettid();
+        let err = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    });
+    let evs: Vec<Event> = events(&records)
+        .into_iter()
+        .filter(|e| e.tid == tid)
+        .collect();
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!(evs[0].op, Op::Connect);
+    assert_eq!(evs[0].syscall, Syscall::Connect);
+    assert_eq!(evs[0].ret, -(libc::ECONNREFUSED as i64));
+    assert_eq!(evs[0].remote, SocketAddr::from(([127, 0, 0, 1], port)));
+}
+
+#[test]
+fn pid_and_netns_filters_apply_in_kernel() {
+    if !have_root("pid_and_netns_filters_apply_in_kernel") {
+        return;
+    }
+    let run = |filters: Filters| -> usize {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let filters = Filters {
+            ports: vec![port],
+            ..filters
+        };
+        let rec = Recorder::start(&filters, opts()).unwrap();
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        c.write_all(b"ping").unwrap();
+        let mut b = [0u8; 4];
+        std::io::Read::read_exact(&mut s, &mut b).unwrap();
+        let mut n = 0;
+        rec.stop(&mut |r| n += matches!(r, Record::Event(_)) as usize)
+            .unwrap();
+        n
+    };
+    let me = std::process::id();
+    let my_ns = vpath_bpf::netns_of_pid(me).unwrap();
+    let all = run(Filters::default());
+    assert!(all >= 4, "connect, accept, send, recv: got {all}");
+    let mine = run(Filters {
+        pids: vec![me],
+        netns: Some(my_ns),
+        ..Default::default()
+    });
+    assert_eq!(mine, all);
+    assert_eq!(
+        run(Filters {
+            pids: vec![1],
+            ..Default::default()
+        }),
+        0
+    );
+    assert_eq!(
+        run(Filters {
+            netns: Some(my_ns.wrapping_add(1)),
+            ..Default::default()
+        }),
+        0
+    );
+    // The recorder's own process is excluded by default.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let rec = Recorder::start(
+        &Filters {
+            ports: vec![port],
+            ..Default::default()
+        },
+        RecorderOptions::default(),
+    )
+    .unwrap();
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(b"self").unwrap();
+    let mut n = 0;
+    rec.stop(&mut |r| n += matches!(r, Record::Event(_)) as usize)
+        .unwrap();
+    assert_eq!(n, 0, "own process traced");
+}
+
+#[test]
+fn tiny_ring_drops_are_counted_exactly() {
+    if !have_root("tiny_ring_drops_are_counted_exactly") {
+        return;
+    }
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let options = RecorderOptions {
+        ring_bytes: 4096,
+        ..opts()
+    };
+    const N: usize = 20_000;
+    let (records, counters) = record(vec![port], options, || {
+        let reader = std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut b = [0u8; 4096];
+            let mut total = 0;
+            while total < N {
+                let n = c_read(s.as_raw_fd(), &mut b);
+                assert!(n > 0);
+                total += n;
+            }
+        });
+        let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        for _ in 0..N {
+            assert_eq!(c_write(c.as_raw_fd(), b"x"), 1);
+        }
+        reader.join().unwrap();
+    });
+    let delivered = events(&records).len() as u64;
+    let last_cp = records
+        .iter()
+        .rev()
+        .find_map(|r| match r {
+            Record::Checkpoint(c) => Some(*c),
+            _ => None,
+        })
+        .unwrap();
+    assert!(counters.events_dropped > 0, "{counters:?}");
+    assert!(counters.events_emitted > N as u64, "{counters:?}");
+    assert_eq!(counters.events_emitted, delivered + counters.events_dropped);
+    assert_eq!(last_cp.lost_total, counters.events_dropped);
+    eprintln!("tiny ring: {counters:?}, delivered {delivered}");
+}
+
+#[test]
+fn rejects_bad_ring_size_before_loading() {
+    let r = Recorder::start(
+        &Filters::default(),
+        RecorderOptions {
+            ring_bytes: 5000,
+            ..opts()
+        },
+    );
+    assert!(matches!(
+        r,
+        Err(vpath_bpf::RecordError::BadRingSize { bytes: 5000, .. })
+    ));
+}
+
+/// The reader is blocked in read() while the peer writes its last bytes and
+/// closes at once: the data and the FIN often reach the reader as one
+/// segment, and the read that takes the bytes also consumes the FIN. The
+/// receive's stream position must still equal the send's.
+#[test]
+fn last_bytes_with_fin_keep_their_position() {
+    if !have_root("last_bytes_with_fin_keep_their_position") {
+        return;
+    }
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    const ROUNDS: usize = 40;
+    let (records, _) = record(vec![port], opts(), || {
+        for _ in 0..ROUNDS {
+            let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let (s, _) = l.accept().unwrap();
+            let writer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(2));
+                assert_eq!(c_write(s.as_raw_fd(), b"bye!!"), 5);
+                drop(s);
+            });
+            let mut b = [0u8; 16];
+            assert_eq!(c_read(c.as_raw_fd(), &mut b[..5]), 5);
+            writer.join().unwrap();
+        }
+    });
+    let evs = events(&records);
+    let mut checked = 0;
+    for snd in evs.iter().filter(|e| e.op == Op::Send) {
+        let rcv = evs
+            .iter()
+            .find(|e| e.op == Op::Recv && e.remote == snd.local && e.local == snd.remote)
+            .unwrap_or_else(|| panic!("no receive for {snd:?}"));
+        assert_eq!(
+            (rcv.ret, rcv.seq),
+            (5, snd.seq),
+            "send {snd:?} vs receive {rcv:?}"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, ROUNDS);
+}
