@@ -106,6 +106,13 @@ impl Analyzer {
         id
     }
 
+    /// Maps host `h`'s clock onto a common clock (for example its offset from
+    /// monotonic to wall-clock time), so that waits across hosts compare like
+    /// with like. Paths keep each host's own timestamps.
+    pub fn set_clock_offset(&mut self, h: HostId, offset_ns: i64) {
+        self.stitch.set_clock_offset(h, offset_ns);
+    }
+
     pub fn host_name(&self, h: HostId) -> &str {
         &self.names[h.0 as usize]
     }

@@ -136,6 +136,9 @@ pub struct SpanRecord {
     pub uplink: Option<LinkKey>,
     pub calls: Vec<Call>,
     pub issues: Vec<Issue>,
+    /// Keys this record announced in a [`HostOutput::Link`] but withdrew
+    /// because they may be wrong (see [`Issue::EventsLost`]).
+    pub withdrawn: Vec<LinkKey>,
 }
 
 /// What a host stage hands to the stitch.
@@ -259,6 +262,9 @@ pub struct HostStage {
     /// Checkpoint intervals with loss, (from, to].
     lossy: VecDeque<(u64, u64)>,
     last_ck: Option<(u64, u64)>,
+    /// Events were lost, so positions counted in user space (byte offsets,
+    /// message ordinals, 4-tuple incarnations) may be shifted from here on.
+    counts_poisoned: bool,
     next_flush_check: u64,
     last_watermark: u64,
 }
@@ -285,6 +291,7 @@ impl HostStage {
             held: VecDeque::new(),
             lossy: VecDeque::new(),
             last_ck: None,
+            counts_poisoned: false,
             next_flush_check: 0,
             last_watermark: 0,
         }
@@ -518,6 +525,8 @@ impl HostStage {
             };
             let pos = if e.has_seq() {
                 Some(Pos::Seq(e.seq))
+            } else if self.counts_poisoned {
+                None
             } else if let (true, Some(inc)) = (s.aligned, s.inc) {
                 if e.bytes_known() {
                     Some(Pos::Offset { inc, offset: *off })
@@ -574,21 +583,34 @@ impl HostStage {
         out: &mut Vec<HostOutput>,
     ) {
         let cur = self.socks[&e.sock].cur;
+        let mut pos = pos;
         if !new_msg {
-            if let Cur::Span(id) = cur {
-                if let Some(r) = self.recs.get_mut(&id) {
-                    r.rec.bytes_in += e.moved();
-                    r.last_ns = e.ts_ns;
-                    if r.rec.tid != e.tid {
-                        add_issue(&mut r.rec.issues, Issue::HandOff);
-                    }
-                    return;
+            let open = match cur {
+                Cur::Span(id) => self.recs.get_mut(&id),
+                _ => None,
+            };
+            let Some(r) = open else {
+                // More request bytes, but the span they belong to is gone.
+                stats.stray_messages += 1;
+                self.thread_moves_on(e.tid, out);
+                return;
+            };
+            if r.phase == Phase::Request {
+                r.rec.bytes_in += e.moved();
+                r.last_ns = e.ts_ns;
+                if r.rec.tid != e.tid {
+                    add_issue(&mut r.rec.issues, Issue::HandOff);
                 }
+                return;
             }
-            // More request bytes, but the span they belong to is gone.
-            stats.stray_messages += 1;
-            self.thread_moves_on(e.tid, out);
-            return;
+            // Request bytes after the span made calls. In the thread model a
+            // request is read whole before any call, so this is the next
+            // request and the previous reply was not seen: never let the
+            // previous span adopt this request's calls. (Ordinals did not
+            // count this as a message, so they cannot place it.)
+            if let Some(Pos::Ordinal { .. }) = pos {
+                pos = None;
+            }
         }
         // A new request on this socket: the previous exchange on it is over.
         if let Cur::Span(prev) = cur {
@@ -635,6 +657,7 @@ impl HostStage {
             uplink,
             calls: Vec::new(),
             issues,
+            withdrawn: Vec::new(),
         };
         let win_start = th.last_ns;
         if ambiguous {
@@ -801,6 +824,7 @@ impl HostStage {
                 uplink: None,
                 calls: vec![call],
                 issues,
+                withdrawn: Vec::new(),
             };
             let win_start = th.last_ns;
             self.recs.insert(
@@ -933,7 +957,7 @@ impl HostStage {
             let verified = self.last_ck.map(|c| c.0).unwrap_or(0);
             if win_end <= verified {
                 if self.tainted(r.win_start, win_end) {
-                    add_issue(&mut rec.issues, Issue::EventsLost);
+                    mark_lost(&mut rec);
                 }
                 out.push(HostOutput::Record(rec));
             } else {
@@ -963,6 +987,7 @@ impl HostStage {
         let ts = ts.max(prev_ts);
         if lost_total > prev_lost {
             stats.lost_events += lost_total - prev_lost;
+            self.counts_poisoned = true;
             self.lossy.push_back((prev_ts, ts));
             out.push(HostOutput::Loss {
                 from: prev_ts,
@@ -978,7 +1003,7 @@ impl HostStage {
         while self.held.front().is_some_and(|h| h.win_end <= ts) {
             let mut h = self.held.pop_front().unwrap();
             if self.tainted(h.win_start, h.win_end) {
-                add_issue(&mut h.rec.issues, Issue::EventsLost);
+                mark_lost(&mut h.rec);
             }
             out.push(HostOutput::Record(h.rec));
         }
@@ -999,6 +1024,22 @@ impl HostStage {
 
 fn is_loopback(ip: IpAddr) -> bool {
     ip.is_loopback()
+}
+
+/// A record that may have lost events. Its keys counted in user space may be
+/// shifted by the loss, so they are withdrawn: such a record can still be
+/// reported, but never joined by a key that might name another request.
+fn mark_lost(rec: &mut SpanRecord) {
+    add_issue(&mut rec.issues, Issue::EventsLost);
+    let counted = |k: &Option<LinkKey>| matches!(k, Some(LinkKey { pos: Pos::Offset { .. } | Pos::Ordinal { .. }, .. }));
+    if counted(&rec.uplink) {
+        rec.uplink = None;
+    }
+    for c in rec.calls.iter_mut() {
+        if counted(&c.key) {
+            rec.withdrawn.push(c.key.take().unwrap());
+        }
+    }
 }
 
 pub(crate) fn add_issue(v: &mut Vec<Issue>, i: Issue) {

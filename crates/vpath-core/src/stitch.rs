@@ -73,6 +73,7 @@ pub struct Stitch {
     losses: VecDeque<(u64, u64)>,
     deadlines: BinaryHeap<Reverse<(u64, Deadline)>>,
     watermarks: Vec<u64>,
+    offsets: Vec<i64>,
     ended: Vec<bool>,
     low: u64,
     next_path: u64,
@@ -93,6 +94,7 @@ impl Stitch {
             losses: VecDeque::new(),
             deadlines: BinaryHeap::new(),
             watermarks: Vec::new(),
+            offsets: Vec::new(),
             ended: Vec::new(),
             low: 0,
             next_path: 1,
@@ -101,6 +103,7 @@ impl Stitch {
     }
 
     pub fn add_host(&mut self, _h: HostId) {
+        self.offsets.push(0);
         self.watermarks.push(0);
         self.ended.push(false);
     }
@@ -125,6 +128,7 @@ impl Stitch {
                 self.servers.insert(k);
             }
             HostOutput::Loss { from, to } => {
+                let (from, to) = (self.common(h.0, from), self.common(h.0, to));
                 self.losses.push_back((from, to));
                 // Keep the recent past only; roots look back `horizon_ns`.
                 while self.losses.len() > 4096 {
@@ -133,6 +137,7 @@ impl Stitch {
             }
             HostOutput::Record(rec) => self.record(rec, stats, ready),
             HostOutput::Watermark(ts) => {
+                let ts = self.common(h.0, ts);
                 let w = &mut self.watermarks[h.0 as usize];
                 if ts > *w {
                     *w = ts;
@@ -140,6 +145,24 @@ impl Stitch {
                 }
             }
         }
+    }
+
+    /// Sets the offset that maps host `h`'s clock to the common clock in
+    /// which the stitch keeps time (deadlines, watermarks). Joins never use
+    /// time, so this only matters for how long the stitch waits.
+    pub fn set_clock_offset(&mut self, h: HostId, offset_ns: i64) {
+        self.offsets[h.0 as usize] = offset_ns;
+    }
+
+    fn common(&self, h: u16, ts: u64) -> u64 {
+        if ts == u64::MAX {
+            return ts;
+        }
+        (ts as i128 + self.offsets[h as usize] as i128).clamp(0, u64::MAX as i128 - 1) as u64
+    }
+
+    fn host_of(&self, n: NodeId) -> u16 {
+        (self.node(n).rec.id >> 48) as u16
     }
 
     pub fn end_host(&mut self, h: HostId, stats: &mut Stats, ready: &mut VecDeque<Path>) {
@@ -224,6 +247,17 @@ impl Stitch {
             serial,
         });
 
+        // Keys announced and then withdrawn: whoever waits on them waits in vain.
+        for k in std::mem::take(&mut self.node_mut(n).rec.withdrawn) {
+            if self.links.get(&k) == Some(&self.node(n).rec.id) {
+                self.links.remove(&k);
+                if let Some(c) = self.early.remove(&k) {
+                    add_issue(&mut self.node_mut(c).rec.issues, Issue::CallerMissing);
+                    self.make_root(c, stats, ready);
+                }
+            }
+        }
+
         // Downward: this record's calls.
         for i in 0..ncalls {
             let (key, end) = {
@@ -268,7 +302,7 @@ impl Stitch {
                     let serial = self.node(n).serial;
                     self.node_mut(n).open += 1;
                     self.pending.insert(key, (n, i as u32));
-                    let t = end.saturating_add(self.config.horizon_ns);
+                    let t = self.common(self.host_of(n), end).saturating_add(self.config.horizon_ns);
                     self.deadlines
                         .push(Reverse((t, Deadline::Call(n, i as u32, serial))));
                 }
@@ -293,7 +327,7 @@ impl Stitch {
                     let start = self.node(n).rec.start_ns;
                     let serial = self.node(n).serial;
                     self.orphans.insert(k, n);
-                    let t = start.saturating_add(self.config.horizon_ns);
+                    let t = self.common(self.host_of(n), start).saturating_add(self.config.horizon_ns);
                     self.deadlines
                         .push(Reverse((t, Deadline::Orphan(n, serial))));
                 }
@@ -303,7 +337,7 @@ impl Stitch {
                     // A server span without a position: its caller, if any,
                     // cannot be found.
                     let start = self.node(n).rec.start_ns;
-                    if self.loss_near(start) {
+                    if self.loss_near(self.common(self.host_of(n), start)) {
                         add_issue(&mut self.node_mut(n).rec.issues, Issue::CallerMissing);
                     }
                 }
@@ -411,7 +445,7 @@ impl Stitch {
                         continue;
                     }
                     self.orphans.remove(&key);
-                    if self.loss_near(start) {
+                    if self.loss_near(self.common(self.host_of(n), start)) {
                         add_issue(&mut self.node_mut(n).rec.issues, Issue::CallerMissing);
                     }
                     self.make_root(n, stats, ready);
