@@ -1,0 +1,236 @@
+//! `vpath record` and `vpath live`: the eBPF recorder wired to the binary log
+//! or straight to the analyzer.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use vpath_bpf::{CgroupFilter, Filters, Recorder, RecorderOptions};
+use vpath_core::{Analyzer, Config, Record};
+use vpath_io::sink::render_tree;
+use vpath_log::{header_flags, Clock, EndStats, Header, LogWriter};
+
+/// What to capture; shared by `record` and `live`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CaptureArgs {
+    /// Stop after this many seconds.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Only these processes (repeatable). Default: the whole host.
+    #[arg(long = "pid")]
+    pub pids: Vec<u32>,
+    /// Only processes in this cgroup (v2 path, absolute or relative to /sys/fs/cgroup) and below.
+    #[arg(long)]
+    pub cgroup: Option<PathBuf>,
+    /// Only this network namespace (inode, as in `ls -L -i /proc/PID/ns/net`).
+    #[arg(long)]
+    pub netns: Option<u32>,
+    /// Only connections with this local or remote port (repeatable).
+    #[arg(long = "port")]
+    pub ports: Vec<u16>,
+    /// Ring buffer size in bytes (a power of two, at least a page).
+    #[arg(long, default_value_t = 16 << 20)]
+    pub ring_bytes: u32,
+    /// Run this command and record until it exits (the whole host is still
+    /// recorded, since a workload's tiers often run outside its process tree).
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+impl CaptureArgs {
+    fn filters(&self) -> anyhow::Result<Filters> {
+        let cgroup = match &self.cgroup {
+            Some(p) => Some(CgroupFilter::from_path(p).with_context(|| format!("--cgroup {}", p.display()))?),
+            None => None,
+        };
+        Ok(Filters { pids: self.pids.clone(), cgroup, netns: self.netns, ports: self.ports.clone() })
+    }
+}
+
+/// Why the capture loop stopped.
+enum Stop {
+    Signal,
+    Duration,
+    Command(std::process::ExitStatus),
+}
+
+/// Runs the capture loop, handing every record to `each`, until a signal,
+/// the duration, or the wrapped command ends.
+struct Capture {
+    rec: Recorder,
+    child: Option<Child>,
+    deadline: Option<Instant>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Capture {
+    fn start(args: &CaptureArgs) -> anyhow::Result<Capture> {
+        let filters = args.filters()?;
+        let opts = RecorderOptions { ring_bytes: args.ring_bytes, ..RecorderOptions::default() };
+        let rec = Recorder::start(&filters, opts)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(sig, stop.clone()).context("installing a signal handler")?;
+        }
+        let child = match args.command.split_first() {
+            Some((cmd, rest)) => {
+                Some(Command::new(cmd).args(rest).spawn().with_context(|| format!("cannot run {cmd}"))?)
+            }
+            None => None,
+        };
+        let deadline = args.duration.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+        Ok(Capture { rec, child, deadline, stop })
+    }
+
+    /// One poll; Some(why) when it is time to stop.
+    fn poll(&mut self, each: &mut impl FnMut(Record)) -> anyhow::Result<Option<Stop>> {
+        self.rec.poll(each)?;
+        if self.stop.load(Ordering::Relaxed) {
+            if let Some(c) = self.child.as_mut() {
+                // Let the command see the signal too; wait for it below.
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            return Ok(Some(Stop::Signal));
+        }
+        if let Some(c) = self.child.as_mut() {
+            if let Some(st) = c.try_wait()? {
+                return Ok(Some(Stop::Command(st)));
+            }
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(Some(Stop::Duration));
+        }
+        Ok(None)
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn exit_of(stop: &Stop) -> ExitCode {
+    match stop {
+        Stop::Command(st) => match st.code() {
+            Some(0) => ExitCode::SUCCESS,
+            Some(c) => ExitCode::from(c.clamp(1, 255) as u8),
+            None => ExitCode::FAILURE,
+        },
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+pub fn record(args: &CaptureArgs, output: &PathBuf) -> anyhow::Result<ExitCode> {
+    if args.command.is_empty() && args.duration.is_none() {
+        eprintln!("vpath: recording until interrupted (Ctrl-C); use --duration S or -- CMD to bound it");
+    }
+    let mut cap = Capture::start(args)?;
+    let start_unix_ns =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let header = Header {
+        host: hostname(),
+        wall_minus_mono_ns: cap.rec.clock_offset().wall_minus_mono_ns,
+        clock: Clock::Monotonic,
+        flags: header_flags::CHECKPOINTED,
+        recorder: format!("vpath {}", env!("CARGO_PKG_VERSION")),
+        start_unix_ns,
+    };
+    let file = std::fs::File::create(output).with_context(|| format!("cannot create {}", output.display()))?;
+    let mut w = LogWriter::new(std::io::BufWriter::with_capacity(1 << 20, file), &header)
+        .with_context(|| format!("writing {}", output.display()))?;
+    let mut werr: Option<vpath_log::WriteError> = None;
+    let mut write = |r: Record| {
+        if werr.is_none() {
+            if let Err(e) = w.write(&r) {
+                werr = Some(e);
+            }
+        }
+    };
+    let t0 = Instant::now();
+    let why = loop {
+        if let Some(why) = cap.poll(&mut write)? {
+            break why;
+        }
+    };
+    let counters = cap.rec.stop(&mut write)?;
+    if let Some(e) = werr {
+        bail!("writing {}: {e}", output.display());
+    }
+    let written = w.events_written();
+    w.finish(EndStats {
+        events_emitted: counters.events_emitted,
+        events_written: written,
+        events_lost: counters.events_dropped,
+    })
+    .with_context(|| format!("finishing {}", output.display()))?;
+    eprintln!(
+        "vpath: recorded {} events in {:.1} s to {} ({} lost in the kernel{})",
+        written,
+        t0.elapsed().as_secs_f64(),
+        output.display(),
+        counters.events_dropped,
+        if counters.events_dropped > 0 { ": paths touched by the loss will be marked incomplete" } else { "" }
+    );
+    Ok(exit_of(&why))
+}
+
+pub fn live(args: &CaptureArgs, jsonl: bool, config: Config) -> anyhow::Result<ExitCode> {
+    let mut cap = Capture::start(args)?;
+    let mut a = Analyzer::new(config);
+    let h = a.add_host(&hostname(), true);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut last = Instant::now();
+    let (mut last_events, mut last_paths) = (0u64, 0u64);
+    let emit = |a: &mut Analyzer, out: &mut dyn Write| -> std::io::Result<()> {
+        while let Some(p) = a.pop() {
+            if jsonl {
+                serde_json::to_writer(&mut *out, &p)?;
+                out.write_all(b"\n")?;
+            } else {
+                out.write_all(render_tree(&p).as_bytes())?;
+            }
+        }
+        out.flush()
+    };
+    let why = loop {
+        let why = cap.poll(&mut |r| a.push(h, &r))?;
+        emit(&mut a, &mut out)?;
+        if last.elapsed() >= Duration::from_secs(1) {
+            let s = a.stats();
+            let dt = last.elapsed().as_secs_f64();
+            eprintln!(
+                "[live] {:.0} events/s, {} lost, {} in flight, {:.1} paths/s ({} complete, {} incomplete so far)",
+                (s.events - last_events) as f64 / dt,
+                s.lost_events,
+                a.in_flight(),
+                (s.paths - last_paths) as f64 / dt,
+                s.complete_paths,
+                s.incomplete_paths
+            );
+            last_events = s.events;
+            last_paths = s.paths;
+            last = Instant::now();
+        }
+        if let Some(why) = why {
+            break why;
+        }
+    };
+    cap.rec.stop(&mut |r| a.push(h, &r))?;
+    a.finish();
+    emit(&mut a, &mut out)?;
+    let s = a.stats();
+    eprintln!(
+        "[live] done: {} paths ({} complete, {} incomplete), {} events, {} lost in the kernel",
+        s.paths, s.complete_paths, s.incomplete_paths, s.events, s.lost_events
+    );
+    Ok(exit_of(&why))
+}

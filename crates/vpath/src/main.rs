@@ -1,0 +1,132 @@
+//! The `vpath` command: a thin layer over the library crates.
+
+mod capture;
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use vpath_core::Config;
+use vpath_io::{JsonlSink, Sink, SummarySink, TextSink};
+
+#[derive(Parser)]
+#[command(name = "vpath", version, about = "Exact request-processing paths from thread and socket activity, with no instrumentation")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// Indented trees, like the paper's "discovered path" figures.
+    Text,
+    /// One JSON object per path: the stable machine contract.
+    Jsonl,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Discover paths in recorded logs (one file per host): vpath logs,
+    /// strace -f -ttt -yy output, or the vPath seed's Xen log.
+    Analyze {
+        /// Input files, one per host.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Print path patterns and per-tier latency percentiles instead of paths.
+        #[arg(long)]
+        summary: bool,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// How long (ms, stream time) to wait for the other end of a link
+        /// before deciding it is unobserved. Must exceed clock skew between hosts.
+        #[arg(long, default_value_t = 5000)]
+        horizon_ms: u64,
+        /// Flush a span whose reply has been idle this long (ms, stream time).
+        #[arg(long, default_value_t = 1000)]
+        idle_flush_ms: u64,
+    },
+    /// Record thread and socket activity host-wide with eBPF into a log.
+    Record {
+        /// The log file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        capture: capture::CaptureArgs,
+    },
+    /// Capture and analyze together: print each path as it completes.
+    Live {
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        #[command(flatten)]
+        capture: capture::CaptureArgs,
+    },
+    /// Print a vpath log as text, one line per record.
+    Dump {
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // A closed pipe (vpath ... | head) is not an error worth a word.
+            if e.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("vpath: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn output(path: &Option<PathBuf>) -> anyhow::Result<Box<dyn Write>> {
+    Ok(match path {
+        Some(p) => Box::new(BufWriter::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?)),
+        None => Box::new(BufWriter::new(io::stdout().lock())),
+    })
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Analyze { files, format, summary, output: out, horizon_ms, idle_flush_ms } => {
+            let mut sources = Vec::new();
+            for f in &files {
+                sources.push(vpath_io::open(f)?);
+            }
+            let w = output(&out)?;
+            let mut sink: Box<dyn Sink> = match (summary, format) {
+                (true, _) => Box::new(SummarySink::new(w)),
+                (false, Format::Text) => Box::new(TextSink::new(w)),
+                (false, Format::Jsonl) => Box::new(JsonlSink::new(w)),
+            };
+            let config = Config { horizon_ns: horizon_ms * 1_000_000, idle_flush_ns: idle_flush_ms * 1_000_000 };
+            let mut errors = 0u64;
+            let info = vpath_io::analyze(sources, config, sink.as_mut(), &mut |e| {
+                errors += 1;
+                eprintln!("vpath: {e}");
+            })?;
+            if matches!(format, Format::Jsonl) && !summary {
+                eprintln!("{}", vpath_io::sink::health_line(&info));
+            }
+            Ok(if errors > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+        }
+        Cmd::Record { output, capture } => capture::record(&capture, &output),
+        Cmd::Live { format, capture } => capture::live(&capture, matches!(format, Format::Jsonl), Config::default()),
+        Cmd::Dump { file } => {
+            let mut reader = vpath_log::LogReader::open(&file)?;
+            let mut out = BufWriter::new(io::stdout().lock());
+            let r = vpath_log::dump(&mut reader, &mut out);
+            out.flush()?;
+            r.with_context(|| format!("{}", file.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
