@@ -149,7 +149,14 @@ pub enum HostOutput {
         parent: RecId,
     },
     ServerEndpoint(EndpointKey),
-    Record(SpanRecord),
+    /// A call without a position was made on this connection (calls with a
+    /// position announce themselves with `Link`).
+    CallerSeen {
+        caller: SocketAddr,
+        callee: SocketAddr,
+        scope: Scope,
+    },
+    Record(Box<SpanRecord>),
     /// Events were lost in (from, to].
     Loss {
         from: u64,
@@ -212,7 +219,7 @@ enum Phase {
 }
 
 struct OpenRec {
-    rec: SpanRecord,
+    rec: Box<SpanRecord>,
     phase: Phase,
     /// For server spans: the socket of the inbound request.
     sock: u64,
@@ -229,12 +236,13 @@ struct Thread {
     last_ns: u64,
     /// Open server spans, normally at most one.
     spans: Vec<RecId>,
-    /// The origin exchange in progress, if any.
-    origin: Option<RecId>,
+    /// Origin exchanges in progress: normally at most one; an event loop can
+    /// have several calls in flight.
+    origins: Vec<RecId>,
 }
 
 struct Held {
-    rec: SpanRecord,
+    rec: Box<SpanRecord>,
     win_start: u64,
     win_end: u64,
 }
@@ -260,16 +268,23 @@ pub struct HostStage {
     /// Finished records waiting for a checkpoint.
     held: VecDeque<Held>,
     /// Checkpoint intervals with loss, (from, to].
-    lossy: VecDeque<(u64, u64)>,
+    lossy: LossSet,
     last_ck: Option<(u64, u64)>,
     /// Events were lost, so positions counted in user space (byte offsets,
     /// message ordinals, 4-tuple incarnations) may be shifted from here on.
     counts_poisoned: bool,
     next_flush_check: u64,
+    next_gc: u64,
     last_watermark: u64,
 }
 
 const FLUSH_CHECK_NS: u64 = 100_000_000;
+const GC_EVERY_NS: u64 = 10_000_000_000;
+/// A thread with nothing open and no operation for this long is forgotten
+/// (threads come and go: process-per-connection servers, short-lived
+/// clients). If it comes back, its next record's loss window reaches back
+/// to the start, which can only mark more records lost.
+const THREAD_TTL_NS: u64 = 120_000_000_000;
 const WATERMARK_STEP_NS: u64 = 10_000_000;
 
 impl HostStage {
@@ -289,10 +304,11 @@ impl HostStage {
             serving: FxHashSet::default(),
             incs: FxHashMap::default(),
             held: VecDeque::new(),
-            lossy: VecDeque::new(),
+            lossy: LossSet::default(),
             last_ck: None,
             counts_poisoned: false,
             next_flush_check: 0,
+            next_gc: 0,
             last_watermark: 0,
         }
     }
@@ -325,9 +341,13 @@ impl HostStage {
                     self.next_flush_check = self.now + FLUSH_CHECK_NS;
                     self.idle_flush(out);
                 }
+                if self.now >= self.next_gc {
+                    self.next_gc = self.now + GC_EVERY_NS;
+                    self.forget_idle_threads();
+                }
                 if self.now >= self.last_watermark + WATERMARK_STEP_NS {
                     self.last_watermark = self.now;
-                    out.push(HostOutput::Watermark(self.now));
+                    out.push(HostOutput::Watermark(self.watermark()));
                 }
             }
             Record::Thread(t) => {
@@ -352,10 +372,13 @@ impl HostStage {
         // Records not covered by any checkpoint could not be verified lossless.
         let verified_to = self.last_ck.map(|c| c.0).unwrap_or(0);
         while let Some(mut h) = self.held.pop_front() {
-            if self.tainted(h.win_start, h.win_end)
-                || (self.checkpointed && h.win_end > verified_to)
-            {
-                add_issue(&mut h.rec.issues, Issue::EventsLost);
+            let unverified = (self.checkpointed && h.win_end > verified_to).then_some(verified_to);
+            let cut = match (self.loss_cut(h.win_start, h.win_end), unverified) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(cut) = cut {
+                mark_lost(&mut h.rec, cut);
             }
             out.push(HostOutput::Record(h.rec));
         }
@@ -378,6 +401,12 @@ impl HostStage {
     }
 
     fn sock_entry(&mut self, e: &Event) -> &mut Sock {
+        // The common case first: a known socket with a complete tuple.
+        if let Some(s) = self.socks.get(&e.sock) {
+            if s.local.port() != 0 && s.remote.port() != 0 {
+                return self.socks.get_mut(&e.sock).unwrap();
+            }
+        }
         let local = canonical(&e.local);
         let remote = canonical(&e.remote);
         let scope = self.scope_of(e.netns, &local, &remote);
@@ -488,7 +517,7 @@ impl HostStage {
             comm: comms.get(&tid).map(|c| c.1.clone()),
             last_ns: 0,
             spans: Vec::new(),
-            origin: None,
+            origins: Vec::new(),
         });
         if th.pid != pid {
             // A reused tid: a new thread.
@@ -508,7 +537,8 @@ impl HostStage {
         let (role, new_msg, pos) = {
             let s = self.socks.get_mut(&e.sock).unwrap();
             let new_msg = s.dir != Some(dir);
-            if s.aligned && s.inc.is_none() {
+            // Incarnations matter only where positions are counted here.
+            if s.aligned && s.inc.is_none() && !e.has_seq() {
                 let c = self.incs.entry((s.local, s.remote, s.scope)).or_insert(0);
                 *c += 1;
                 s.inc = Some(*c);
@@ -541,6 +571,11 @@ impl HostStage {
             (s.role, new_msg, pos)
         };
 
+        // The process that uses a server socket serves, whoever accepted it
+        // (a pre-forking parent, say).
+        if role == Role::Server && !self.serving.contains(&e.pid) {
+            self.serving.insert(e.pid);
+        }
         match (role, dir) {
             (Role::Server, Dir::In) => self.server_recv(e, new_msg, pos, stats, out),
             (Role::Server, Dir::Out) => self.server_send(e, new_msg, stats, out),
@@ -553,8 +588,11 @@ impl HostStage {
 
     /// The thread moves on to new work: whatever it had finished is final.
     fn thread_moves_on(&mut self, tid: u32, out: &mut Vec<HostOutput>) {
+        self.finish_replied_origins(tid, out);
         let th = self.threads.get_mut(&tid).unwrap();
-        let origin = th.origin.take();
+        if th.spans.is_empty() {
+            return;
+        }
         let spans = std::mem::take(&mut th.spans);
         let mut keep = Vec::with_capacity(spans.len());
         let mut done = Vec::new();
@@ -566,9 +604,6 @@ impl HostStage {
             }
         }
         self.threads.get_mut(&tid).unwrap().spans = keep;
-        if let Some(o) = origin {
-            self.finalize(o, out);
-        }
         for id in done {
             self.finalize(id, out);
         }
@@ -670,7 +705,7 @@ impl HostStage {
         self.recs.insert(
             id,
             OpenRec {
-                rec,
+                rec: Box::new(rec),
                 phase: Phase::Request,
                 sock: e.sock,
                 win_start,
@@ -714,10 +749,7 @@ impl HostStage {
         } else if new_msg {
             // Finishing this span is the owner's next step; its other spans
             // stay open (event loop) and any origin exchange is over.
-            let th = self.threads.get_mut(&e.tid).unwrap();
-            if let Some(o) = th.origin.take() {
-                self.finalize(o, out);
-            }
+            self.finish_replied_origins(e.tid, out);
         }
     }
 
@@ -745,11 +777,7 @@ impl HostStage {
         }
         // A new call (a call without reply on this socket is flagged when its
         // record is finalized). Spans of this thread that had replied are final now.
-        let th = self.threads.get_mut(&e.tid).unwrap();
-        let prev_origin = th.origin.take();
-        if let Some(o) = prev_origin {
-            self.finalize(o, out);
-        }
+        self.finish_replied_origins(e.tid, out);
         let spans = std::mem::take(&mut self.threads.get_mut(&e.tid).unwrap().spans);
         let mut open = Vec::with_capacity(spans.len());
         for id in spans {
@@ -830,14 +858,14 @@ impl HostStage {
             self.recs.insert(
                 id,
                 OpenRec {
-                    rec,
+                    rec: Box::new(rec),
                     phase: Phase::Calling,
                     sock: e.sock,
                     win_start,
                     last_ns: e.ts_ns,
                 },
             );
-            self.threads.get_mut(&e.tid).unwrap().origin = Some(id);
+            self.threads.get_mut(&e.tid).unwrap().origins.push(id);
             for other in ambiguous {
                 if let Some(r) = self.recs.get_mut(&other) {
                     add_issue(&mut r.rec.issues, Issue::AmbiguousThread);
@@ -845,11 +873,16 @@ impl HostStage {
             }
             (id, 0)
         };
-        if let Some(key) = key {
-            out.push(HostOutput::Link {
+        match key {
+            Some(key) => out.push(HostOutput::Link {
                 key,
                 parent: parent.0,
-            });
+            }),
+            None => out.push(HostOutput::CallerSeen {
+                caller: local,
+                callee: remote,
+                scope,
+            }),
         }
         self.socks.get_mut(&e.sock).unwrap().cur = Cur::Call(parent.0, parent.1);
     }
@@ -878,9 +911,31 @@ impl HostStage {
         }
         // A reply to a call we never saw (or a server greeting).
         stats.stray_messages += 1;
-        let th = self.threads.get_mut(&e.tid).unwrap();
-        if let Some(o) = th.origin.take() {
-            self.finalize(o, out);
+        self.finish_replied_origins(e.tid, out);
+    }
+
+    /// Origin exchanges of a thread whose reply has come are over once the
+    /// thread does something else. Unanswered ones stay open: an event loop
+    /// may have several calls in flight, written in interleaved pieces.
+    fn finish_replied_origins(&mut self, tid: u32, out: &mut Vec<HostOutput>) {
+        let Some(th) = self.threads.get(&tid) else {
+            return;
+        };
+        if th.origins.is_empty() {
+            return;
+        }
+        let done: Vec<RecId> = th
+            .origins
+            .iter()
+            .copied()
+            .filter(|id| self.recs.get(id).is_none_or(|r| r.rec.calls[0].replied))
+            .collect();
+        for id in done {
+            self.finalize(id, out);
+        }
+        let recs = &self.recs;
+        if let Some(th) = self.threads.get_mut(&tid) {
+            th.origins.retain(|id| recs.contains_key(id));
         }
     }
 
@@ -899,6 +954,21 @@ impl HostStage {
             }
             Cur::None => {}
         }
+    }
+
+    fn forget_idle_threads(&mut self) {
+        let limit = self.now.saturating_sub(THREAD_TTL_NS);
+        let comms = &mut self.comms;
+        self.threads.retain(|tid, th| {
+            let keep = th.last_ns >= limit || !th.spans.is_empty() || !th.origins.is_empty();
+            if !keep {
+                comms.remove(tid);
+            }
+            keep
+        });
+        // A process is known to serve while any of its threads is known.
+        let live: FxHashSet<u32> = self.threads.values().map(|t| t.pid).collect();
+        self.serving.retain(|pid| live.contains(pid));
     }
 
     /// Flushes records whose reply has been idle for `idle_flush_ns`.
@@ -927,9 +997,7 @@ impl HostStage {
         };
         if let Some(th) = self.threads.get_mut(&r.rec.tid) {
             th.spans.retain(|s| *s != id);
-            if th.origin == Some(id) {
-                th.origin = None;
-            }
+            th.origins.retain(|o| *o != id);
         }
         if let Some(s) = self.socks.get_mut(&r.sock) {
             if s.cur == Cur::Span(id) || matches!(s.cur, Cur::Call(x, _) if x == id) {
@@ -937,6 +1005,13 @@ impl HostStage {
             }
         }
         let mut rec = r.rec;
+        // Its process may have been seen serving since the call began.
+        if rec.kind == RecKind::Origin
+            && self.serving.contains(&rec.pid)
+            && !rec.issues.contains(&Issue::AmbiguousThread)
+        {
+            add_issue(&mut rec.issues, Issue::Unattributed);
+        }
         if rec.kind == RecKind::Origin {
             let c = &rec.calls[0];
             rec.start_ns = c.start_ns;
@@ -956,8 +1031,8 @@ impl HostStage {
         if self.checkpointed {
             let verified = self.last_ck.map(|c| c.0).unwrap_or(0);
             if win_end <= verified {
-                if self.tainted(r.win_start, win_end) {
-                    mark_lost(&mut rec);
+                if let Some(cut) = self.loss_cut(r.win_start, win_end) {
+                    mark_lost(&mut rec, cut);
                 }
                 out.push(HostOutput::Record(rec));
             } else {
@@ -972,8 +1047,10 @@ impl HostStage {
         }
     }
 
-    fn tainted(&self, from: u64, to: u64) -> bool {
-        self.lossy.iter().any(|&(a, b)| a < to && b >= from)
+    /// Where events of a record's window `[from, to]` may have been lost:
+    /// the start of the earliest loss interval that overlaps it.
+    fn loss_cut(&self, from: u64, to: u64) -> Option<u64> {
+        self.lossy.first_overlap(from, to)
     }
 
     fn checkpoint(
@@ -988,7 +1065,7 @@ impl HostStage {
         if lost_total > prev_lost {
             stats.lost_events += lost_total - prev_lost;
             self.counts_poisoned = true;
-            self.lossy.push_back((prev_ts, ts));
+            self.lossy.insert(prev_ts, ts);
             out.push(HostOutput::Loss {
                 from: prev_ts,
                 to: ts,
@@ -1002,23 +1079,23 @@ impl HostStage {
         // stream order, so the queue is ordered by `win_end`.
         while self.held.front().is_some_and(|h| h.win_end <= ts) {
             let mut h = self.held.pop_front().unwrap();
-            if self.tainted(h.win_start, h.win_end) {
-                mark_lost(&mut h.rec);
+            if let Some(cut) = self.loss_cut(h.win_start, h.win_end) {
+                mark_lost(&mut h.rec, cut);
             }
             out.push(HostOutput::Record(h.rec));
         }
-        // Forget loss intervals that no open or held record can overlap.
-        let oldest = self
-            .recs
-            .values()
-            .map(|r| r.win_start)
-            .chain(self.held.iter().map(|h| h.win_start))
+        out.push(HostOutput::Watermark(self.watermark()));
+    }
+
+    /// How far the stitch may consider this host's stream time done: not
+    /// past the start of any record still held for a checkpoint, since
+    /// something may be waiting for it.
+    fn watermark(&self) -> u64 {
+        self.held
+            .iter()
+            .map(|h| h.rec.start_ns)
             .min()
-            .unwrap_or(ts);
-        while self.lossy.front().is_some_and(|&(_, b)| b < oldest) {
-            self.lossy.pop_front();
-        }
-        out.push(HostOutput::Watermark(self.now));
+            .map_or(self.now, |s| s.min(self.now))
     }
 }
 
@@ -1026,19 +1103,81 @@ fn is_loopback(ip: IpAddr) -> bool {
     ip.is_loopback()
 }
 
-/// A record that may have lost events. Its keys counted in user space may be
-/// shifted by the loss, so they are withdrawn: such a record can still be
-/// reported, but never joined by a key that might name another request.
-fn mark_lost(rec: &mut SpanRecord) {
+/// A record whose thread may have lost events after `cut`. It is still
+/// reported, but never joined by a key that might be wrong:
+/// - a call that began after `cut` may belong to another request (the lost
+///   event may have been that request's arrival, or this one's reply), so its
+///   key is withdrawn;
+/// - keys counted in user space (offsets, ordinals) may be shifted by the
+///   loss, so they are withdrawn too.
+fn mark_lost(rec: &mut SpanRecord, cut: u64) {
     add_issue(&mut rec.issues, Issue::EventsLost);
-    let counted = |k: &Option<LinkKey>| matches!(k, Some(LinkKey { pos: Pos::Offset { .. } | Pos::Ordinal { .. }, .. }));
+    let counted = |k: &Option<LinkKey>| {
+        matches!(
+            k,
+            Some(LinkKey {
+                pos: Pos::Offset { .. } | Pos::Ordinal { .. },
+                ..
+            })
+        )
+    };
     if counted(&rec.uplink) {
         rec.uplink = None;
     }
     for c in rec.calls.iter_mut() {
-        if counted(&c.key) {
+        if c.key.is_some() && (counted(&c.key) || c.start_ns > cut) {
             rec.withdrawn.push(c.key.take().unwrap());
+            add_issue(&mut c.issues, Issue::EventsLost);
         }
+    }
+}
+
+/// Time intervals `(from, to]` in which events were lost, in bounded memory.
+///
+/// No interval can be forgotten: a thread's next record covers the time back
+/// to its previous operation, however long ago. So past the cap the two
+/// closest intervals are merged into one that covers both: an
+/// over-approximation, which can only mark more records lost, never fewer.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LossSet {
+    spans: Vec<(u64, u64)>,
+}
+
+impl LossSet {
+    const CAP: usize = 64;
+
+    pub(crate) fn insert(&mut self, from: u64, to: u64) {
+        let at = self.spans.partition_point(|&(a, _)| a < from);
+        self.spans.insert(at, (from, to.max(from)));
+        // Coalesce overlapping neighbours.
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(self.spans.len());
+        for &(a, b) in &self.spans {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        self.spans = merged;
+        while self.spans.len() > Self::CAP {
+            let i = (0..self.spans.len() - 1)
+                .min_by_key(|&i| self.spans[i + 1].0 - self.spans[i].1)
+                .expect("at least two spans");
+            let next = self.spans.remove(i + 1);
+            self.spans[i].1 = self.spans[i].1.max(next.1);
+        }
+    }
+
+    /// Whether any lost event may lie in `[from, to]`.
+    pub(crate) fn overlaps(&self, from: u64, to: u64) -> bool {
+        self.first_overlap(from, to).is_some()
+    }
+
+    /// The start of the earliest interval that overlaps `[from, to]`.
+    pub(crate) fn first_overlap(&self, from: u64, to: u64) -> Option<u64> {
+        self.spans
+            .iter()
+            .find(|&&(a, b)| a < to && b >= from)
+            .map(|&(a, _)| a)
     }
 }
 

@@ -26,7 +26,11 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::analyzer::{Config, HostId, Stats};
-use crate::host::{add_issue, Call, EndpointKey, HostOutput, LinkKey, RecId, RecKind, SpanRecord};
+use std::net::SocketAddr;
+
+use crate::host::{
+    add_issue, Call, EndpointKey, HostOutput, LinkKey, LossSet, RecId, RecKind, Scope, SpanRecord,
+};
 use crate::path::{Issue, Path, Span, SpanKind};
 
 type NodeId = u32;
@@ -40,7 +44,7 @@ enum Child {
 }
 
 struct Node {
-    rec: SpanRecord,
+    rec: Box<SpanRecord>,
     children: Vec<Child>,
     parent: Option<NodeId>,
     /// Pending calls in this node plus attached children not yet resolved.
@@ -70,7 +74,10 @@ pub struct Stitch {
     /// Server spans with no announced caller (yet).
     orphans: FxHashMap<LinkKey, NodeId>,
     servers: FxHashSet<EndpointKey>,
-    losses: VecDeque<(u64, u64)>,
+    /// Connections whose caller side is observed, with when last seen.
+    callers: FxHashMap<(SocketAddr, SocketAddr, Scope), u64>,
+    next_prune: u64,
+    losses: LossSet,
     deadlines: BinaryHeap<Reverse<(u64, Deadline)>>,
     watermarks: Vec<u64>,
     offsets: Vec<i64>,
@@ -91,7 +98,9 @@ impl Stitch {
             early: FxHashMap::default(),
             orphans: FxHashMap::default(),
             servers: FxHashSet::default(),
-            losses: VecDeque::new(),
+            callers: FxHashMap::default(),
+            next_prune: 0,
+            losses: LossSet::default(),
             deadlines: BinaryHeap::new(),
             watermarks: Vec::new(),
             offsets: Vec::new(),
@@ -110,7 +119,7 @@ impl Stitch {
 
     /// Nodes, announced links and waiting keys held in memory.
     pub fn in_flight(&self) -> usize {
-        (self.nodes.len() - self.free.len()) + self.links.len()
+        (self.nodes.len() - self.free.len()) + self.links.len() + self.callers.len()
     }
 
     pub fn push(
@@ -123,17 +132,23 @@ impl Stitch {
         match o {
             HostOutput::Link { key, parent } => {
                 self.links.insert(key, parent);
+                let w = self.watermarks[h.0 as usize];
+                self.callers.insert((key.caller, key.callee, key.scope), w);
+            }
+            HostOutput::CallerSeen {
+                caller,
+                callee,
+                scope,
+            } => {
+                let w = self.watermarks[h.0 as usize];
+                self.callers.insert((caller, callee, scope), w);
             }
             HostOutput::ServerEndpoint(k) => {
                 self.servers.insert(k);
             }
             HostOutput::Loss { from, to } => {
                 let (from, to) = (self.common(h.0, from), self.common(h.0, to));
-                self.losses.push_back((from, to));
-                // Keep the recent past only; roots look back `horizon_ns`.
-                while self.losses.len() > 4096 {
-                    self.losses.pop_front();
-                }
+                self.losses.insert(from, to);
             }
             HostOutput::Record(rec) => self.record(rec, stats, ready),
             HostOutput::Watermark(ts) => {
@@ -227,7 +242,7 @@ impl Stitch {
         }
     }
 
-    fn record(&mut self, rec: SpanRecord, stats: &mut Stats, ready: &mut VecDeque<Path>) {
+    fn record(&mut self, rec: Box<SpanRecord>, stats: &mut Stats, ready: &mut VecDeque<Path>) {
         stats.spans += 1;
         let ncalls = rec.calls.len();
         let uplink = if rec.kind == RecKind::Server {
@@ -266,11 +281,7 @@ impl Stitch {
             };
             let Some(key) = key else {
                 // No position: it can be a leaf only if nobody observed serves it.
-                let c = &self.node(n).rec.calls[i];
-                let observed = self.servers.contains(&EndpointKey {
-                    addr: c.remote,
-                    scope: c.scope,
-                });
+                let observed = !self.callee_unobserved(n, i);
                 let node = self.node_mut(n);
                 if observed {
                     node.children[i] = Child::Missing;
@@ -302,7 +313,9 @@ impl Stitch {
                     let serial = self.node(n).serial;
                     self.node_mut(n).open += 1;
                     self.pending.insert(key, (n, i as u32));
-                    let t = self.common(self.host_of(n), end).saturating_add(self.config.horizon_ns);
+                    let t = self
+                        .common(self.host_of(n), end)
+                        .saturating_add(self.config.horizon_ns);
                     self.deadlines
                         .push(Reverse((t, Deadline::Call(n, i as u32, serial))));
                 }
@@ -327,7 +340,9 @@ impl Stitch {
                     let start = self.node(n).rec.start_ns;
                     let serial = self.node(n).serial;
                     self.orphans.insert(k, n);
-                    let t = self.common(self.host_of(n), start).saturating_add(self.config.horizon_ns);
+                    let t = self
+                        .common(self.host_of(n), start)
+                        .saturating_add(self.config.horizon_ns);
                     self.deadlines
                         .push(Reverse((t, Deadline::Orphan(n, serial))));
                 }
@@ -388,10 +403,22 @@ impl Stitch {
         }
     }
 
+    /// A call's callee may be called unobserved (a `remote` leaf) only when
+    /// no observed host serves its endpoint and no host lost events around
+    /// the call, since the loss might have swallowed all of the callee's.
+    fn callee_unobserved(&self, n: NodeId, i: usize) -> bool {
+        let c = &self.node(n).rec.calls[i];
+        let served = self.servers.contains(&EndpointKey {
+            addr: c.remote,
+            scope: c.scope,
+        });
+        !served && !self.loss_near(self.common(self.host_of(n), c.start_ns))
+    }
+
     fn loss_near(&self, ts: u64) -> bool {
         let h = self.config.horizon_ns;
         let (lo, hi) = (ts.saturating_sub(h), ts.saturating_add(h));
-        self.losses.iter().any(|&(a, b)| a < hi && b >= lo)
+        self.losses.overlaps(lo, hi)
     }
 
     fn advance(&mut self, stats: &mut Stats, ready: &mut VecDeque<Path>) {
@@ -400,6 +427,13 @@ impl Stitch {
             return;
         }
         self.low = low;
+        if low != u64::MAX && low >= self.next_prune {
+            // Forget connections idle for three horizons: no span can still
+            // be waiting on them.
+            let keep = low.saturating_sub(3 * self.config.horizon_ns);
+            self.callers.retain(|_, t| *t >= keep);
+            self.next_prune = low.saturating_add(self.config.horizon_ns);
+        }
         while let Some(Reverse((t, d))) = self.deadlines.peek().copied() {
             if t > low && low != u64::MAX {
                 break;
@@ -415,15 +449,11 @@ impl Stitch {
                     }
                     let c: &Call = &node.rec.calls[i as usize];
                     let Some(key) = c.key else { continue };
-                    let callee = EndpointKey {
-                        addr: c.remote,
-                        scope: c.scope,
-                    };
                     if self.pending.get(&key) != Some(&(n, i)) {
                         continue;
                     }
                     self.pending.remove(&key);
-                    let observed = self.servers.contains(&callee);
+                    let observed = !self.callee_unobserved(n, i as usize);
                     let node = self.node_mut(n);
                     if observed {
                         node.children[i as usize] = Child::Missing;
@@ -445,7 +475,12 @@ impl Stitch {
                         continue;
                     }
                     self.orphans.remove(&key);
-                    if self.loss_near(self.common(self.host_of(n), start)) {
+                    // The caller is observed (it made calls on this
+                    // connection), yet not this one: part of the path is missing.
+                    let observed = self
+                        .callers
+                        .contains_key(&(key.caller, key.callee, key.scope));
+                    if observed || self.loss_near(self.common(self.host_of(n), start)) {
                         add_issue(&mut self.node_mut(n).rec.issues, Issue::CallerMissing);
                     }
                     self.make_root(n, stats, ready);
@@ -478,6 +513,7 @@ impl Stitch {
         let node = self.nodes[n as usize].take().expect("live node");
         self.free.push(n);
         let Node { rec, children, .. } = node;
+        let rec = *rec;
         let SpanRecord {
             kind,
             host,

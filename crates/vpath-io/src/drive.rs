@@ -40,12 +40,18 @@ pub fn analyze(
     // Each source's next record, keyed by common-clock time.
     let mut heads: Vec<Option<Record>> = vec![None; sources.len()];
     let mut heap = BinaryHeap::new();
-    let refill = |k: usize, src: &mut dyn Source, heads: &mut Vec<Option<Record>>, heap: &mut BinaryHeap<Reverse<(u64, usize)>>, a: &mut Analyzer, on_error: &mut dyn FnMut(&SourceError)| {
+    let refill = |k: usize,
+                  src: &mut dyn Source,
+                  heads: &mut Vec<Option<Record>>,
+                  heap: &mut BinaryHeap<Reverse<(u64, usize)>>,
+                  a: &mut Analyzer,
+                  on_error: &mut dyn FnMut(&SourceError)| {
         loop {
             match src.next_record() {
                 Ok(Some(r)) => match ts_of(&r) {
                     Some(ts) => {
-                        let common = (ts as i128 + offsets[k] as i128).clamp(0, u64::MAX as i128) as u64;
+                        let common =
+                            (ts as i128 + offsets[k] as i128).clamp(0, u64::MAX as i128) as u64;
                         heads[k] = Some(r);
                         heap.push(Reverse((common, k)));
                         return;
@@ -75,13 +81,23 @@ pub fn analyze(
         while let Some(p) = a.pop() {
             sink.path(&p)?;
         }
-        refill(k, sources[k].as_mut(), &mut heads, &mut heap, &mut a, on_error);
+        refill(
+            k,
+            sources[k].as_mut(),
+            &mut heads,
+            &mut heap,
+            &mut a,
+            on_error,
+        );
     }
     a.finish();
     while let Some(p) = a.pop() {
         sink.path(&p)?;
     }
-    let info = RunInfo { sources: sources.iter().map(|s| s.info().clone()).collect(), stats: a.stats().clone() };
+    let info = RunInfo {
+        sources: sources.iter().map(|s| s.info().clone()).collect(),
+        stats: a.stats().clone(),
+    };
     sink.finish(&info)?;
     Ok(info)
 }

@@ -168,7 +168,10 @@ pub fn health_line(info: &RunInfo) -> String {
             ));
         }
         if src.skipped > 0 {
-            line.push_str(&format!("\nnote: {}: {} lines of no interest skipped", src.file, src.skipped));
+            line.push_str(&format!(
+                "\nnote: {}: {} lines of no interest skipped",
+                src.file, src.skipped
+            ));
         }
     }
     line
@@ -208,7 +211,9 @@ impl Summary {
         for (pat, (n, c)) in pats {
             s.push_str(&format!("  {n:>5}  {c:>8}  {pat}\n"));
         }
-        s.push_str("\nserver spans per tier\n  count       p50       p90       p99       max  tier\n");
+        s.push_str(
+            "\nserver spans per tier\n  count       p50       p90       p99       max  tier\n",
+        );
         for (t, h) in &self.tiers {
             s.push_str(&format!(
                 "  {:>5} {:>9} {:>9} {:>9} {:>9}  {t}\n",
@@ -227,7 +232,11 @@ impl Summary {
 pub fn tier(s: &Span) -> String {
     match s.kind {
         SpanKind::Remote => format!("remote {}", fmt_endpoint(&s.local)),
-        SpanKind::Server => format!("{} {}", s.comm.as_deref().unwrap_or("?"), fmt_endpoint(&s.local)),
+        SpanKind::Server => format!(
+            "{} {}",
+            s.comm.as_deref().unwrap_or("?"),
+            fmt_endpoint(&s.local)
+        ),
         SpanKind::Origin => s.comm.as_deref().unwrap_or("?").to_string(),
     }
 }
@@ -268,7 +277,11 @@ pub struct Hist {
 
 impl Default for Hist {
     fn default() -> Self {
-        Hist { buckets: vec![0; 64 * 16], count: 0, max: 0 }
+        Hist {
+            buckets: vec![0; 64 * 16],
+            count: 0,
+            max: 0,
+        }
     }
 }
 
@@ -318,7 +331,10 @@ pub struct SummarySink<W: Write> {
 
 impl<W: Write> SummarySink<W> {
     pub fn new(out: W) -> Self {
-        SummarySink { out, summary: Summary::default() }
+        SummarySink {
+            out,
+            summary: Summary::default(),
+        }
     }
 }
 

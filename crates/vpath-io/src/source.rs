@@ -65,7 +65,9 @@ impl SourceError {
     /// import) or has ended (damage in a binary log, a read error).
     pub fn is_fatal(&self) -> bool {
         match self {
-            SourceError::Import { source, .. } => matches!(source.kind, vpath_import::ErrorKind::Io { .. }),
+            SourceError::Import { source, .. } => {
+                matches!(source.kind, vpath_import::ErrorKind::Io { .. })
+            }
             _ => true,
         }
     }
@@ -82,7 +84,10 @@ pub trait Source {
 /// Opens a file, recognizing its format from its first bytes.
 pub fn open(path: &Path) -> Result<Box<dyn Source>, SourceError> {
     let file = path.display().to_string();
-    let open_err = |source| SourceError::Open { file: file.clone(), source };
+    let open_err = |source| SourceError::Open {
+        file: file.clone(),
+        source,
+    };
     let mut f = File::open(path).map_err(open_err)?;
     let mut head = vec![0u8; 8192];
     let mut n = 0;
@@ -99,7 +104,10 @@ pub fn open(path: &Path) -> Result<Box<dyn Source>, SourceError> {
     if head.starts_with(&vpath_log::MAGIC) {
         return Ok(Box::new(LogSource::new(f, file)?));
     }
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| file.clone());
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| file.clone());
     match vpath_import::sniff(&head) {
         Some(Format::Seed) => Ok(Box::new(ImportSource::seed(f, file, stem))),
         Some(Format::Strace) => Ok(Box::new(ImportSource::strace(f, file, stem))),
@@ -115,22 +123,33 @@ pub struct LogSource {
 
 impl LogSource {
     pub fn new(f: File, file: String) -> Result<Self, SourceError> {
-        let reader = LogReader::new(BufReader::with_capacity(1 << 20, f))
-            .map_err(|source| SourceError::Log { file: file.clone(), source })?;
+        let reader = LogReader::new(BufReader::with_capacity(1 << 20, f)).map_err(|source| {
+            SourceError::Log {
+                file: file.clone(),
+                source,
+            }
+        })?;
         let h = reader.header();
         let info = SourceInfo {
             file,
             format: "vlog".into(),
             host: h.host.clone(),
             clock: h.clock.name().into(),
-            wall_minus_mono_ns: if h.clock == Clock::Monotonic { h.wall_minus_mono_ns } else { 0 },
+            wall_minus_mono_ns: if h.clock == Clock::Monotonic {
+                h.wall_minus_mono_ns
+            } else {
+                0
+            },
             checkpointed: h.checkpointed(),
             records: 0,
             clean_end: None,
             skipped: 0,
             errors: 0,
         };
-        Ok(LogSource { reader: Some(reader), info })
+        Ok(LogSource {
+            reader: Some(reader),
+            info,
+        })
     }
 }
 
@@ -139,7 +158,9 @@ impl Source for LogSource {
         &self.info
     }
     fn next_record(&mut self) -> Result<Option<Record>, SourceError> {
-        let Some(r) = self.reader.as_mut() else { return Ok(None) };
+        let Some(r) = self.reader.as_mut() else {
+            return Ok(None);
+        };
         match r.next_record() {
             Ok(Some(rec)) => {
                 self.info.records += 1;
@@ -154,7 +175,10 @@ impl Source for LogSource {
                 self.info.errors += 1;
                 self.info.clean_end = Some(false);
                 self.reader = None;
-                Err(SourceError::Log { file: self.info.file.clone(), source })
+                Err(SourceError::Log {
+                    file: self.info.file.clone(),
+                    source,
+                })
             }
         }
     }
@@ -186,10 +210,22 @@ impl ImportSource {
     }
     pub fn seed(f: File, file: String, host: String) -> Self {
         // The seed's time stamps are an opaque counter: treat as monotonic.
-        Self::with(Importer::Seed(SeedImporter::new(BufReader::new(f))), file, host, "seed", "monotonic")
+        Self::with(
+            Importer::Seed(SeedImporter::new(BufReader::new(f))),
+            file,
+            host,
+            "seed",
+            "monotonic",
+        )
     }
     pub fn strace(f: File, file: String, host: String) -> Self {
-        Self::with(Importer::Strace(StraceImporter::new(BufReader::new(f))), file, host, "strace", "wall")
+        Self::with(
+            Importer::Strace(StraceImporter::new(BufReader::new(f))),
+            file,
+            host,
+            "strace",
+            "wall",
+        )
     }
 }
 
@@ -198,7 +234,9 @@ impl Source for ImportSource {
         &self.info
     }
     fn next_record(&mut self) -> Result<Option<Record>, SourceError> {
-        let Some(imp) = self.imp.as_mut() else { return Ok(None) };
+        let Some(imp) = self.imp.as_mut() else {
+            return Ok(None);
+        };
         let (next, skipped) = match imp {
             Importer::Seed(i) => (i.next(), i.skipped()),
             Importer::Strace(i) => (i.next(), i.skipped()),
@@ -215,7 +253,10 @@ impl Source for ImportSource {
             }
             Some(Err(source)) => {
                 self.info.errors += 1;
-                let e = SourceError::Import { file: self.info.file.clone(), source };
+                let e = SourceError::Import {
+                    file: self.info.file.clone(),
+                    source,
+                };
                 if e.is_fatal() {
                     self.imp = None;
                 }

@@ -167,7 +167,7 @@ fn random_configs_fixed_seeds() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: std::env::var("VPATH_PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(64), ..ProptestConfig::default() })]
 
     #[test]
     fn analyzer_recovers_every_path_exactly(cfg in strategy::lossless()) {

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use vpath_sim::{analyze, check_lossy, generate, strategy, SimConfig};
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: std::env::var("VPATH_PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(64), ..ProptestConfig::default() })]
 
     #[test]
     fn complete_paths_are_exact_and_no_stitch_is_wrong(cfg in strategy::lossy()) {
@@ -94,4 +94,81 @@ fn regression_offset_mode_seed_22() {
 #[test]
 fn regression_seq_mode_lost_reply_takes_later_calls() {
     assert_lossy_ok(SimConfig::random(301, true));
+}
+
+/// Found by proptest: process per connection, the server socket accepted by
+/// another process, a request's receive lost. The serving thread's later
+/// calls looked like a client's origin and came out complete.
+#[test]
+fn regression_lost_request_in_process_per_connection() {
+    assert_lossy_ok(SimConfig {
+        seed: 3250066838652097037,
+        services: 2,
+        hosts: 4,
+        client_threads: 12,
+        requests: 22,
+        seq_mode: false,
+        per_connection: true,
+        unobserved_backend: true,
+        unobserved_clients: true,
+        skew_ns: 0,
+        gap_ns: (1000, 50000),
+        max_uses: 3,
+        loss: Some(vpath_sim::Loss { drop_ppm: 2444 }),
+        checkpoint_every: Some(1),
+        teardown: false,
+        ..SimConfig::default()
+    });
+}
+
+/// Found by proptest: heavy loss swallowed every event of a lightly used
+/// service, so its callers' calls looked like calls to an unobserved callee
+/// (a complete `remote` leaf).
+#[test]
+fn regression_lost_callee_is_not_called_unobserved() {
+    assert_lossy_ok(SimConfig {
+        seed: 13023309164515026344,
+        services: 2,
+        hosts: 1,
+        client_threads: 8,
+        requests: 15,
+        seq_mode: false,
+        noise: false,
+        eof_reads: false,
+        per_connection: true,
+        skew_ns: 2228552,
+        gap_ns: (1000, 50000),
+        max_uses: 5,
+        loss: Some(vpath_sim::Loss { drop_ppm: 52697 }),
+        checkpoint_every: Some(1),
+        teardown: false,
+        ..SimConfig::default()
+    });
+}
+
+/// Found by proptest: seq mode, 8.6% loss. A span lost its reply and the
+/// next request's arrival, so the next request's calls were made while the
+/// old span still looked open: they must not become its children.
+#[test]
+fn regression_calls_after_a_loss_are_not_attributed() {
+    assert_lossy_ok(SimConfig {
+        seed: 4420928201357254784,
+        services: 5,
+        hosts: 1,
+        client_threads: 10,
+        requests: 21,
+        seq_mode: true,
+        noise: true,
+        eof_reads: false,
+        containers: true,
+        per_connection: false,
+        unobserved_clients: true,
+        skew_ns: 1,
+        gap_ns: (1000, 50000),
+        max_uses: 5,
+        loss: Some(vpath_sim::Loss { drop_ppm: 86057 }),
+        checkpoint_every: Some(1),
+        teardown: false,
+        ..SimConfig::default()
+    });
 }

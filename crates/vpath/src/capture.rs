@@ -44,10 +44,17 @@ pub struct CaptureArgs {
 impl CaptureArgs {
     fn filters(&self) -> anyhow::Result<Filters> {
         let cgroup = match &self.cgroup {
-            Some(p) => Some(CgroupFilter::from_path(p).with_context(|| format!("--cgroup {}", p.display()))?),
+            Some(p) => Some(
+                CgroupFilter::from_path(p).with_context(|| format!("--cgroup {}", p.display()))?,
+            ),
             None => None,
         };
-        Ok(Filters { pids: self.pids.clone(), cgroup, netns: self.netns, ports: self.ports.clone() })
+        Ok(Filters {
+            pids: self.pids.clone(),
+            cgroup,
+            netns: self.netns,
+            ports: self.ports.clone(),
+        })
     }
 }
 
@@ -70,20 +77,34 @@ struct Capture {
 impl Capture {
     fn start(args: &CaptureArgs) -> anyhow::Result<Capture> {
         let filters = args.filters()?;
-        let opts = RecorderOptions { ring_bytes: args.ring_bytes, ..RecorderOptions::default() };
+        let opts = RecorderOptions {
+            ring_bytes: args.ring_bytes,
+            ..RecorderOptions::default()
+        };
         let rec = Recorder::start(&filters, opts)?;
         let stop = Arc::new(AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register(sig, stop.clone()).context("installing a signal handler")?;
+            signal_hook::flag::register(sig, stop.clone())
+                .context("installing a signal handler")?;
         }
         let child = match args.command.split_first() {
-            Some((cmd, rest)) => {
-                Some(Command::new(cmd).args(rest).spawn().with_context(|| format!("cannot run {cmd}"))?)
-            }
+            Some((cmd, rest)) => Some(
+                Command::new(cmd)
+                    .args(rest)
+                    .spawn()
+                    .with_context(|| format!("cannot run {cmd}"))?,
+            ),
             None => None,
         };
-        let deadline = args.duration.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
-        Ok(Capture { rec, child, deadline, stop })
+        let deadline = args
+            .duration
+            .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+        Ok(Capture {
+            rec,
+            child,
+            deadline,
+            stop,
+        })
     }
 
     /// One poll; Some(why) when it is time to stop.
@@ -130,11 +151,15 @@ fn exit_of(stop: &Stop) -> ExitCode {
 
 pub fn record(args: &CaptureArgs, output: &PathBuf) -> anyhow::Result<ExitCode> {
     if args.command.is_empty() && args.duration.is_none() {
-        eprintln!("vpath: recording until interrupted (Ctrl-C); use --duration S or -- CMD to bound it");
+        eprintln!(
+            "vpath: recording until interrupted (Ctrl-C); use --duration S or -- CMD to bound it"
+        );
     }
     let mut cap = Capture::start(args)?;
-    let start_unix_ns =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    let start_unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
     let header = Header {
         host: hostname(),
         wall_minus_mono_ns: cap.rec.clock_offset().wall_minus_mono_ns,
@@ -143,7 +168,8 @@ pub fn record(args: &CaptureArgs, output: &PathBuf) -> anyhow::Result<ExitCode> 
         recorder: format!("vpath {}", env!("CARGO_PKG_VERSION")),
         start_unix_ns,
     };
-    let file = std::fs::File::create(output).with_context(|| format!("cannot create {}", output.display()))?;
+    let file = std::fs::File::create(output)
+        .with_context(|| format!("cannot create {}", output.display()))?;
     let mut w = LogWriter::new(std::io::BufWriter::with_capacity(1 << 20, file), &header)
         .with_context(|| format!("writing {}", output.display()))?;
     let mut werr: Option<vpath_log::WriteError> = None;
@@ -177,7 +203,11 @@ pub fn record(args: &CaptureArgs, output: &PathBuf) -> anyhow::Result<ExitCode> 
         t0.elapsed().as_secs_f64(),
         output.display(),
         counters.events_dropped,
-        if counters.events_dropped > 0 { ": paths touched by the loss will be marked incomplete" } else { "" }
+        if counters.events_dropped > 0 {
+            ": paths touched by the loss will be marked incomplete"
+        } else {
+            ""
+        }
     );
     Ok(exit_of(&why))
 }

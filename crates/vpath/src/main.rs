@@ -13,7 +13,11 @@ use vpath_core::Config;
 use vpath_io::{JsonlSink, Sink, SummarySink, TextSink};
 
 #[derive(Parser)]
-#[command(name = "vpath", version, about = "Exact request-processing paths from thread and socket activity, with no instrumentation")]
+#[command(
+    name = "vpath",
+    version,
+    about = "Exact request-processing paths from thread and socket activity, with no instrumentation"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -66,10 +70,37 @@ enum Cmd {
         #[command(flatten)]
         capture: capture::CaptureArgs,
     },
-    /// Print a vpath log as text, one line per record.
-    Dump {
-        file: PathBuf,
+    /// Run the built-in multi-tier application (vApp) in network namespaces,
+    /// record it with eBPF, discover its paths, score them against ground
+    /// truth, and measure the overhead. Needs root.
+    Demo {
+        /// A few seconds in all (what CI runs).
+        #[arg(long)]
+        quick: bool,
+        /// Client threads driving the load.
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Seconds recorded per execution model.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Skip the overhead measurement.
+        #[arg(long)]
+        no_overhead: bool,
+        /// Keep ground truth, discovered paths and the latency CDF here.
+        #[arg(long)]
+        workdir: Option<PathBuf>,
+        /// Print the report as one JSON object on the last line, too.
+        #[arg(long)]
+        json: bool,
     },
+    /// vApp itself, as launched by `vpath demo` (not for direct use).
+    #[command(name = "__vapp", hide = true)]
+    Vapp {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Print a vpath log as text, one line per record.
+    Dump { file: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -78,7 +109,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // A closed pipe (vpath ... | head) is not an error worth a word.
-            if e.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe) {
+            if e.downcast_ref::<io::Error>()
+                .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            {
                 return ExitCode::SUCCESS;
             }
             eprintln!("vpath: {e:#}");
@@ -89,14 +122,23 @@ fn main() -> ExitCode {
 
 fn output(path: &Option<PathBuf>) -> anyhow::Result<Box<dyn Write>> {
     Ok(match path {
-        Some(p) => Box::new(BufWriter::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?)),
+        Some(p) => Box::new(BufWriter::new(
+            File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
         None => Box::new(BufWriter::new(io::stdout().lock())),
     })
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
-        Cmd::Analyze { files, format, summary, output: out, horizon_ms, idle_flush_ms } => {
+        Cmd::Analyze {
+            files,
+            format,
+            summary,
+            output: out,
+            horizon_ms,
+            idle_flush_ms,
+        } => {
             let mut sources = Vec::new();
             for f in &files {
                 sources.push(vpath_io::open(f)?);
@@ -107,7 +149,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (false, Format::Text) => Box::new(TextSink::new(w)),
                 (false, Format::Jsonl) => Box::new(JsonlSink::new(w)),
             };
-            let config = Config { horizon_ns: horizon_ms * 1_000_000, idle_flush_ns: idle_flush_ms * 1_000_000 };
+            let config = Config {
+                horizon_ns: horizon_ms * 1_000_000,
+                idle_flush_ns: idle_flush_ms * 1_000_000,
+            };
             let mut errors = 0u64;
             let info = vpath_io::analyze(sources, config, sink.as_mut(), &mut |e| {
                 errors += 1;
@@ -116,10 +161,52 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if matches!(format, Format::Jsonl) && !summary {
                 eprintln!("{}", vpath_io::sink::health_line(&info));
             }
-            Ok(if errors > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+            Ok(if errors > 0 {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Cmd::Record { output, capture } => capture::record(&capture, &output),
-        Cmd::Live { format, capture } => capture::live(&capture, matches!(format, Format::Jsonl), Config::default()),
+        Cmd::Live { format, capture } => {
+            capture::live(&capture, matches!(format, Format::Jsonl), Config::default())
+        }
+        Cmd::Demo {
+            quick,
+            concurrency,
+            duration,
+            no_overhead,
+            workdir,
+            json,
+        } => {
+            let exe = std::env::current_exe().context("finding the vpath executable")?;
+            let tier_cmd = vec![exe.display().to_string(), "__vapp".to_string()];
+            let mut opts = if quick {
+                vpath_demo::DemoOptions::quick(tier_cmd)
+            } else {
+                vpath_demo::DemoOptions::new(tier_cmd)
+            };
+            if let Some(c) = concurrency {
+                opts.concurrency = c.max(1);
+            }
+            if let Some(d) = duration {
+                opts.accuracy_duration = std::time::Duration::from_secs_f64(d.max(0.1));
+            }
+            if no_overhead {
+                opts.overhead = None;
+            }
+            if let Some(w) = workdir {
+                opts.workdir = w;
+            }
+            let report = vpath_demo::run(&opts)?;
+            let mut out = io::stdout().lock();
+            out.write_all(report.render_text().as_bytes())?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&report.to_json())?)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Vapp { args } => Ok(vpath_demo::vapp_main(args)),
         Cmd::Dump { file } => {
             let mut reader = vpath_log::LogReader::open(&file)?;
             let mut out = BufWriter::new(io::stdout().lock());

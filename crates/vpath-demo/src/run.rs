@@ -1,0 +1,866 @@
+//! The demo: hosts, vApp, the eBPF recorder, load, analysis, scoring and
+//! overhead measurement.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path as FsPath, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+use vpath_bpf::{Filters, Recorder, RecorderOptions};
+use vpath_core::{Analyzer, Config, Path, Record, Span, SpanKind};
+
+use crate::client::ClientSummary;
+use crate::hosts::{HostMode, Hosts};
+use crate::score::{score, Score};
+use crate::topology::{Model, Topology};
+use crate::truth::{read_truth_file, TruthRecord};
+
+/// What the demo does.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// The command that runs vApp, before its `tier ...`/`client ...`
+    /// arguments: e.g. `["/usr/bin/vpath", "__vapp"]`.
+    pub tier_cmd: Vec<String>,
+    pub topology: Topology,
+    /// One run of the whole topology per model; accuracy is reported for each.
+    pub models: Vec<Model>,
+    /// Client threads (each with its own keep-alive connection).
+    pub concurrency: usize,
+    /// Length of each model's recorded (accuracy) pass.
+    pub accuracy_duration: Duration,
+    /// Overhead measurement, if any.
+    pub overhead: Option<OverheadOptions>,
+    /// Worker threads of thread-pool tiers.
+    pub workers: usize,
+    /// Truth logs, client outputs, tier stderr and the latency CDF go here.
+    pub workdir: PathBuf,
+    /// Use network namespaces when possible (else loopback addresses).
+    pub prefer_netns: bool,
+    /// How many discovered paths to render in the text report.
+    pub show_paths: usize,
+    pub seed: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct OverheadOptions {
+    pub model: Model,
+    /// Untraced and traced passes each (alternating, untraced first).
+    pub passes: usize,
+    pub pass_duration: Duration,
+    /// Untraced warm-up before the first pass (not measured).
+    pub warmup: Duration,
+}
+
+impl DemoOptions {
+    /// The full demo: three models, concurrency 8, 3 s recorded per model,
+    /// 3 + 3 overhead passes of 5 s.
+    pub fn new(tier_cmd: Vec<String>) -> DemoOptions {
+        DemoOptions {
+            tier_cmd,
+            topology: Topology::default(),
+            models: Model::ALL.to_vec(),
+            concurrency: 8,
+            accuracy_duration: Duration::from_secs(3),
+            overhead: Some(OverheadOptions {
+                model: Model::ThreadPerRequest,
+                passes: 3,
+                pass_duration: Duration::from_secs(5),
+                warmup: Duration::from_secs(1),
+            }),
+            workers: 4,
+            workdir: std::env::temp_dir().join(format!("vpath-demo-{}", std::process::id())),
+            prefer_netns: true,
+            show_paths: 2,
+            seed: 1,
+        }
+    }
+
+    /// For CI: a few seconds in total.
+    pub fn quick(tier_cmd: Vec<String>) -> DemoOptions {
+        DemoOptions {
+            accuracy_duration: Duration::from_millis(700),
+            overhead: Some(OverheadOptions {
+                model: Model::ThreadPerRequest,
+                passes: 1,
+                pass_duration: Duration::from_millis(700),
+                warmup: Duration::from_millis(200),
+            }),
+            ..DemoOptions::new(tier_cmd)
+        }
+    }
+}
+
+/// The analyzer's and the recorder's view of one recorded pass.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PassStats {
+    pub events: u64,
+    pub events_lost: u64,
+    pub paths: u64,
+    pub complete_paths: u64,
+    pub spans: u64,
+    pub links_stitched: u64,
+    pub recorder_events_delivered: u64,
+    pub recorder_events_dropped: u64,
+}
+
+/// One model's accuracy.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelResult {
+    #[serde(flatten)]
+    pub score: Score,
+    pub analyzer: PassStats,
+    pub client: ClientSummary,
+    pub truth_records: u64,
+    /// Spans carrying each issue, over all discovered paths.
+    pub issues: BTreeMap<String, u64>,
+}
+
+/// Latency and throughput of a set of passes.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LoadStats {
+    pub passes: usize,
+    pub requests: u64,
+    /// Requests per second.
+    pub throughput: f64,
+    pub mean_us: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Overhead {
+    pub model: Model,
+    pub concurrency: usize,
+    pub pass_duration_ms: u64,
+    pub untraced: LoadStats,
+    pub traced: LoadStats,
+    pub throughput_loss_pct: f64,
+    pub mean_increase_pct: f64,
+    pub p50_increase_pct: f64,
+    pub p90_increase_pct: f64,
+    pub p99_increase_pct: f64,
+    /// Events the recorder delivered and dropped over the traced passes
+    /// (drained and discarded: capture cost only, no analysis, no disk).
+    pub events_delivered: u64,
+    pub events_dropped: u64,
+    /// `quantile,untraced_us,traced_us`.
+    pub cdf_csv: PathBuf,
+}
+
+/// What the demo found.
+#[derive(Clone, Debug, Serialize)]
+pub struct DemoReport {
+    pub hosts: HostMode,
+    pub host_addrs: BTreeMap<String, String>,
+    pub concurrency: usize,
+    pub accuracy_duration_ms: u64,
+    /// Per model name.
+    pub accuracy: BTreeMap<String, ModelResult>,
+    /// Calls seen in discovered paths, "caller -> callee" to count.
+    pub topology: BTreeMap<String, u64>,
+    /// A few discovered paths, rendered as trees.
+    pub sample_paths: Vec<String>,
+    pub overhead: Option<Overhead>,
+    pub workdir: PathBuf,
+    /// Every process started (all gone when `run` returns).
+    pub pids: Vec<u32>,
+    /// Namespaces made (all gone when `run` returns).
+    pub namespaces: Vec<String>,
+}
+
+impl DemoReport {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn render_text(&self) -> String {
+        let mut s = String::new();
+        let hosts = match self.hosts {
+            HostMode::Netns => "a network namespace each, one veth bridge",
+            HostMode::Loopback => "loopback addresses (no namespaces: not root)",
+        };
+        s.push_str(&format!(
+            "vpath demo: vApp, {} hosts ({hosts}), recorded with eBPF\n",
+            self.host_addrs.len()
+        ));
+        for (h, a) in &self.host_addrs {
+            s.push_str(&format!("  {h:<8} {a}\n"));
+        }
+        s.push_str("\nDiscovered paths (examples):\n");
+        for p in &self.sample_paths {
+            s.push_str(p);
+        }
+        s.push_str("\nDiscovered tier topology (calls in discovered paths):\n");
+        for (edge, n) in &self.topology {
+            s.push_str(&format!("  {edge:<24} {n}\n"));
+        }
+        s.push_str(&format!(
+            "\nAccuracy per execution model (concurrency {}, {} ms recorded each):\n",
+            self.concurrency, self.accuracy_duration_ms
+        ));
+        s.push_str(&format!(
+            "  {:<20} {:>7} {:>8} {:>7} {:>6} {:>11} {:>15} {:>10}\n",
+            "model", "paths", "exact", "exact%", "wrong", "incomplete", "false-complete", "lost-ev"
+        ));
+        for (m, r) in &self.accuracy {
+            let sc = &r.score;
+            s.push_str(&format!(
+                "  {:<20} {:>7} {:>8} {:>6.1}% {:>6} {:>11} {:>15} {:>10}\n",
+                m,
+                sc.paths,
+                sc.exact,
+                sc.exact_pct(),
+                sc.wrong,
+                sc.incomplete,
+                sc.false_complete,
+                r.analyzer.events_lost
+            ));
+        }
+        if let Some(o) = &self.overhead {
+            s.push_str(&format!(
+                "\nOverhead ({}, {} untraced + {} traced passes of {} ms, concurrency {}):\n",
+                o.model, o.untraced.passes, o.traced.passes, o.pass_duration_ms, o.concurrency
+            ));
+            s.push_str(&format!(
+                "  {:<10} {:>12} {:>10} {:>10} {:>10} {:>10}\n",
+                "", "req/s", "mean us", "p50 us", "p90 us", "p99 us"
+            ));
+            for (name, l) in [("untraced", &o.untraced), ("traced", &o.traced)] {
+                s.push_str(&format!(
+                    "  {name:<10} {:>12.0} {:>10.1} {:>10.1} {:>10.1} {:>10.1}\n",
+                    l.throughput, l.mean_us, l.p50_us, l.p90_us, l.p99_us
+                ));
+            }
+            s.push_str(&format!(
+                "  {:<10} {:>11.1}% {:>9.1}% {:>9.1}% {:>9.1}% {:>9.1}%\n",
+                "change",
+                -o.throughput_loss_pct,
+                o.mean_increase_pct,
+                o.p50_increase_pct,
+                o.p90_increase_pct,
+                o.p99_increase_pct
+            ));
+            s.push_str(&format!(
+                "  events recorded {} (dropped {}); latency CDF: {}\n",
+                o.events_delivered,
+                o.events_dropped,
+                o.cdf_csv.display()
+            ));
+        }
+        s.push('\n');
+        s.push_str(&self.summary());
+        s.push('\n');
+        s
+    }
+
+    /// One line.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        for (m, r) in &self.accuracy {
+            parts.push(format!(
+                "{m} {}/{} exact, {} wrong",
+                r.score.exact, r.score.paths, r.score.wrong
+            ));
+        }
+        let mut s = format!("summary: {}", parts.join("; "));
+        if let Some(o) = &self.overhead {
+            s.push_str(&format!(
+                "; tracing cost {:.1}% throughput, p50 {:+.1}%, p99 {:+.1}%",
+                o.throughput_loss_pct, o.p50_increase_pct, o.p99_increase_pct
+            ));
+        }
+        s
+    }
+}
+
+/// A running topology.
+struct Running {
+    pids: Vec<u32>,
+    truth_dir: PathBuf,
+}
+
+struct Ctx<'a> {
+    opts: &'a DemoOptions,
+    hosts: Hosts,
+    all_pids: Vec<u32>,
+    addr_of: BTreeMap<String, SocketAddr>,
+}
+
+const CLIENT: &str = "client";
+
+impl Ctx<'_> {
+    fn entry(&self) -> SocketAddr {
+        self.addr_of[&self.opts.topology.entry]
+    }
+
+    fn start_tiers(&mut self, model: Model, dir: &FsPath, truth: bool) -> anyhow::Result<Running> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let top = self.opts.topology.clone();
+        let mut pids = Vec::new();
+        let mut ready = Vec::new();
+        for t in &top.tiers {
+            let mut cmd = self.opts.tier_cmd.clone();
+            let r = dir.join(format!("{}.ready", t.name));
+            let _ = std::fs::remove_file(&r);
+            cmd.extend(
+                [
+                    "tier",
+                    "--name",
+                    &t.name,
+                    "--listen",
+                    &self.addr_of[&t.name].to_string(),
+                    "--model",
+                    model.name(),
+                    "--ready",
+                    &r.to_string_lossy(),
+                    "--workers",
+                    &self.opts.workers.to_string(),
+                    "--large-pct",
+                    &top.large_pct.to_string(),
+                ]
+                .map(String::from),
+            );
+            if truth {
+                cmd.push("--truth".into());
+                cmd.push(
+                    dir.join(format!("{}.truth.jsonl", t.name))
+                        .to_string_lossy()
+                        .into(),
+                );
+            }
+            for c in &t.calls {
+                cmd.push("--upstream".into());
+                cmd.push(format!("{}={}", c.to, self.addr_of[&c.to]));
+            }
+            for c in &t.calls {
+                cmd.push("--call".into());
+                cmd.push(c.to_arg());
+            }
+            let pid = self.hosts.spawn(
+                &t.name,
+                &cmd,
+                false,
+                Some(&dir.join(format!("{}.out", t.name))),
+                &dir.join(format!("{}.err", t.name)),
+            )?;
+            self.all_pids.push(pid);
+            pids.push(pid);
+            ready.push((t.name.clone(), pid, r));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for (name, pid, r) in ready {
+            while !r.exists() {
+                if let Some(c) = self.hosts.child_mut(pid) {
+                    if let Ok(Some(st)) = c.try_wait() {
+                        let err = std::fs::read_to_string(dir.join(format!("{name}.err")))
+                            .unwrap_or_default();
+                        bail!("tier {name} exited at start ({st}): {}", err.trim());
+                    }
+                }
+                if Instant::now() > deadline {
+                    bail!("tier {name} not ready after 10 s");
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        Ok(Running {
+            pids,
+            truth_dir: dir.to_path_buf(),
+        })
+    }
+
+    fn stop_tiers(&mut self, r: &Running) -> anyhow::Result<()> {
+        let killed = self.hosts.stop(Some(&r.pids), Duration::from_secs(3));
+        if !killed.is_empty() {
+            bail!("tiers {killed:?} did not exit on SIGTERM and were killed");
+        }
+        Ok(())
+    }
+
+    /// Starts a client that waits for "go" on stdin.
+    fn start_client(
+        &mut self,
+        dir: &FsPath,
+        tag: &str,
+        duration: Duration,
+        truth: bool,
+        latency: bool,
+    ) -> anyhow::Result<u32> {
+        let mut cmd = self.opts.tier_cmd.clone();
+        cmd.extend(
+            [
+                "client",
+                "--target",
+                &self.entry().to_string(),
+                "--threads",
+                &self.opts.concurrency.to_string(),
+                "--duration-ms",
+                &duration.as_millis().to_string(),
+                "--wait-go",
+                "--seed",
+                &self.opts.seed.to_string(),
+                "--large-pct",
+                &self.opts.topology.large_pct.to_string(),
+            ]
+            .map(String::from),
+        );
+        if truth {
+            cmd.push("--truth".into());
+            cmd.push(
+                dir.join(format!("{CLIENT}.truth.jsonl"))
+                    .to_string_lossy()
+                    .into(),
+            );
+        }
+        if latency {
+            cmd.push("--latency".into());
+            cmd.push(dir.join(format!("{tag}.latency")).to_string_lossy().into());
+        }
+        let pid = self.hosts.spawn(
+            CLIENT,
+            &cmd,
+            true,
+            Some(&dir.join(format!("{tag}.out"))),
+            &dir.join(format!("{tag}.err")),
+        )?;
+        self.all_pids.push(pid);
+        Ok(pid)
+    }
+
+    fn go(&mut self, pid: u32) -> anyhow::Result<()> {
+        let c = self.hosts.child_mut(pid).context("client vanished")?;
+        let mut stdin = c.stdin.take().context("client has no stdin")?;
+        stdin.write_all(b"go\n").context("starting the client")?;
+        Ok(())
+    }
+
+    /// Waits for the client, calling `tick` meanwhile; returns its summary.
+    fn finish_client(
+        &mut self,
+        pid: u32,
+        dir: &FsPath,
+        tag: &str,
+        timeout: Duration,
+        mut tick: impl FnMut() -> anyhow::Result<()>,
+    ) -> anyhow::Result<ClientSummary> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let c = self.hosts.child_mut(pid).context("client vanished")?;
+            if let Some(st) = c.try_wait().context("waiting for the client")? {
+                self.hosts.forget(pid);
+                let mut out = String::new();
+                let _ = std::fs::File::open(dir.join(format!("{tag}.out")))
+                    .and_then(|mut f| f.read_to_string(&mut out));
+                let err =
+                    std::fs::read_to_string(dir.join(format!("{tag}.err"))).unwrap_or_default();
+                if !st.success() {
+                    bail!("client failed ({st}): {}", err.trim());
+                }
+                return serde_json::from_str(out.trim())
+                    .with_context(|| format!("client summary {:?}", out.trim()));
+            }
+            if Instant::now() > deadline {
+                bail!("client did not finish within {timeout:?}");
+            }
+            tick()?;
+        }
+    }
+
+    fn recorder_for(&self, pids: &[u32]) -> anyhow::Result<Recorder> {
+        let f = Filters {
+            pids: pids.to_vec(),
+            ..Default::default()
+        };
+        Recorder::start(&f, RecorderOptions::default()).context("starting the eBPF recorder")
+    }
+
+    /// One model: start the tiers, record a pass, analyze, score.
+    fn accuracy(&mut self, model: Model) -> anyhow::Result<(ModelResult, Vec<Path>)> {
+        let dir = self.opts.workdir.join(model.name());
+        let _ = std::fs::remove_dir_all(&dir);
+        let running = self.start_tiers(model, &dir, true)?;
+        let result = self.accuracy_pass(&running, &dir);
+        let stopped = self.stop_tiers(&running);
+        let (analyzer, client, paths) = result?;
+        stopped?;
+        let mut truth: Vec<TruthRecord> = Vec::new();
+        let mut names: Vec<String> = self
+            .opts
+            .topology
+            .tiers
+            .iter()
+            .map(|t| t.name.clone())
+            .collect();
+        names.push(CLIENT.into());
+        for n in names {
+            let p = running.truth_dir.join(format!("{n}.truth.jsonl"));
+            truth.extend(read_truth_file(&p)?);
+        }
+        let sc = score(&truth, &paths);
+        let mut jsonl = String::new();
+        for p in &paths {
+            jsonl.push_str(&serde_json::to_string(p)?);
+            jsonl.push('\n');
+        }
+        let pj = running.truth_dir.join("paths.jsonl");
+        std::fs::write(&pj, jsonl).with_context(|| format!("writing {}", pj.display()))?;
+        let mut issues = BTreeMap::new();
+        for p in &paths {
+            p.root.walk(&mut |s, _| {
+                for i in &s.issues {
+                    *issues.entry(i.name().to_string()).or_default() += 1;
+                }
+            });
+        }
+        Ok((
+            ModelResult {
+                score: sc,
+                analyzer,
+                client,
+                truth_records: truth.len() as u64,
+                issues,
+            },
+            paths,
+        ))
+    }
+
+    fn accuracy_pass(
+        &mut self,
+        running: &Running,
+        dir: &FsPath,
+    ) -> anyhow::Result<(PassStats, ClientSummary, Vec<Path>)> {
+        let cpid = self.start_client(dir, CLIENT, self.opts.accuracy_duration, true, false)?;
+        let mut pids = running.pids.clone();
+        pids.push(cpid);
+        let mut rec = self.recorder_for(&pids)?;
+        let mut an = Analyzer::new(Config::default());
+        let h = an.add_host("vapp", true);
+        let mut paths = Vec::new();
+        self.go(cpid)?;
+        let timeout = self.opts.accuracy_duration + Duration::from_secs(30);
+        let client = self.finish_client(cpid, dir, CLIENT, timeout, || {
+            rec.poll(&mut |r: Record| an.push(h, &r))
+                .context("polling the recorder")?;
+            while let Some(p) = an.pop() {
+                paths.push(p);
+            }
+            Ok(())
+        })?;
+        let counters = rec
+            .stop(&mut |r: Record| an.push(h, &r))
+            .context("stopping the recorder")?;
+        an.finish();
+        while let Some(p) = an.pop() {
+            paths.push(p);
+        }
+        let st = an.stats();
+        Ok((
+            PassStats {
+                events: st.events,
+                events_lost: st.lost_events,
+                paths: st.paths,
+                complete_paths: st.complete_paths,
+                spans: st.spans,
+                links_stitched: st.links_stitched,
+                recorder_events_delivered: counters.events_delivered(),
+                recorder_events_dropped: counters.events_dropped,
+            },
+            client,
+            paths,
+        ))
+    }
+
+    fn overhead(&mut self, o: &OverheadOptions) -> anyhow::Result<Overhead> {
+        let dir = self.opts.workdir.join("overhead");
+        let _ = std::fs::remove_dir_all(&dir);
+        let running = self.start_tiers(o.model, &dir, false)?;
+        let result = self.overhead_passes(o, &running, &dir);
+        let stopped = self.stop_tiers(&running);
+        let r = result?;
+        stopped?;
+        Ok(r)
+    }
+
+    fn one_load_pass(
+        &mut self,
+        dir: &FsPath,
+        tag: &str,
+        duration: Duration,
+        trace: Option<&[u32]>,
+        counts: &mut (u64, u64),
+    ) -> anyhow::Result<(ClientSummary, Vec<u64>)> {
+        let cpid = self.start_client(dir, tag, duration, false, true)?;
+        let mut rec = match trace {
+            Some(p) => {
+                let mut pids = p.to_vec();
+                pids.push(cpid);
+                Some(self.recorder_for(&pids)?)
+            }
+            None => None,
+        };
+        self.go(cpid)?;
+        let timeout = duration + Duration::from_secs(30);
+        let summary = self.finish_client(cpid, dir, tag, timeout, || {
+            match rec.as_mut() {
+                Some(r) => {
+                    r.poll(&mut |_| {}).context("polling the recorder")?;
+                }
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+            Ok(())
+        })?;
+        if let Some(r) = rec {
+            let c = r.stop(&mut |_| {}).context("stopping the recorder")?;
+            counts.0 += c.events_delivered();
+            counts.1 += c.events_dropped;
+        }
+        let p = dir.join(format!("{tag}.latency"));
+        let text =
+            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        let mut lat = Vec::new();
+        for (i, l) in text.lines().enumerate() {
+            lat.push(
+                l.trim().parse::<u64>().with_context(|| {
+                    format!("{}:{}: expected a latency in ns", p.display(), i + 1)
+                })?,
+            );
+        }
+        Ok((summary, lat))
+    }
+
+    fn overhead_passes(
+        &mut self,
+        o: &OverheadOptions,
+        running: &Running,
+        dir: &FsPath,
+    ) -> anyhow::Result<Overhead> {
+        let mut counts = (0, 0);
+        if !o.warmup.is_zero() {
+            self.one_load_pass(dir, "warmup", o.warmup, None, &mut counts)?;
+        }
+        let (mut lat_u, mut lat_t) = (Vec::new(), Vec::new());
+        let mut reqs = [0u64; 2];
+        let mut secs = [0f64; 2];
+        for i in 0..2 * o.passes {
+            let traced = i % 2 == 1;
+            let tag = format!("pass{i}-{}", if traced { "traced" } else { "untraced" });
+            let trace = traced.then_some(running.pids.as_slice());
+            let (s, l) = self.one_load_pass(dir, &tag, o.pass_duration, trace, &mut counts)?;
+            let k = traced as usize;
+            reqs[k] += s.requests;
+            secs[k] += s.elapsed_ns as f64 / 1e9;
+            if traced { &mut lat_t } else { &mut lat_u }.extend(l);
+        }
+        let u = load_stats(&mut lat_u, o.passes, reqs[0], secs[0]);
+        let t = load_stats(&mut lat_t, o.passes, reqs[1], secs[1]);
+        let pct = |a: f64, b: f64| if a > 0.0 { 100.0 * (b - a) / a } else { 0.0 };
+        let cdf_csv = dir.join("latency-cdf.csv");
+        write_cdf(&cdf_csv, &mut lat_u, &mut lat_t)?;
+        Ok(Overhead {
+            model: o.model,
+            concurrency: self.opts.concurrency,
+            pass_duration_ms: o.pass_duration.as_millis() as u64,
+            throughput_loss_pct: -pct(u.throughput, t.throughput),
+            mean_increase_pct: pct(u.mean_us, t.mean_us),
+            p50_increase_pct: pct(u.p50_us, t.p50_us),
+            p90_increase_pct: pct(u.p90_us, t.p90_us),
+            p99_increase_pct: pct(u.p99_us, t.p99_us),
+            untraced: u,
+            traced: t,
+            events_delivered: counts.0,
+            events_dropped: counts.1,
+            cdf_csv,
+        })
+    }
+}
+
+fn quantile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+/// Latency statistics of `lat` (ns), sorted in place.
+pub fn load_stats(lat: &mut [u64], passes: usize, requests: u64, secs: f64) -> LoadStats {
+    lat.sort_unstable();
+    let mean = if lat.is_empty() {
+        0.0
+    } else {
+        lat.iter().map(|&x| x as f64).sum::<f64>() / lat.len() as f64
+    };
+    LoadStats {
+        passes,
+        requests,
+        throughput: if secs > 0.0 {
+            requests as f64 / secs
+        } else {
+            0.0
+        },
+        mean_us: mean / 1e3,
+        p50_us: quantile(lat, 0.50) as f64 / 1e3,
+        p90_us: quantile(lat, 0.90) as f64 / 1e3,
+        p99_us: quantile(lat, 0.99) as f64 / 1e3,
+    }
+}
+
+/// Writes the two latency distributions as a CDF: 200 quantiles.
+pub fn write_cdf(path: &FsPath, untraced: &mut [u64], traced: &mut [u64]) -> anyhow::Result<()> {
+    untraced.sort_unstable();
+    traced.sort_unstable();
+    let mut s = String::from("quantile,untraced_us,traced_us\n");
+    for i in 1..=200 {
+        let q = i as f64 / 200.0;
+        s.push_str(&format!(
+            "{q:.3},{:.1},{:.1}\n",
+            quantile(untraced, q) as f64 / 1e3,
+            quantile(traced, q) as f64 / 1e3
+        ));
+    }
+    std::fs::write(path, s).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Names of the tiers (by listening address) and hosts (by address).
+struct Names {
+    tiers: BTreeMap<SocketAddr, String>,
+    hosts: BTreeMap<std::net::IpAddr, String>,
+}
+
+/// The tier a span belongs to, from its endpoints.
+fn tier_of(s: &Span, n: &Names) -> String {
+    let host = |a: &SocketAddr| n.hosts.get(&a.ip()).cloned().unwrap_or_else(|| "?".into());
+    match s.kind {
+        // A call by a thread serving nothing: the client, or an unattributed
+        // call of a tier.
+        SpanKind::Origin => host(&s.local),
+        SpanKind::Server => n
+            .tiers
+            .get(&s.local)
+            .cloned()
+            .unwrap_or_else(|| host(&s.local)),
+        SpanKind::Remote => format!("{} (unobserved)", host(&s.remote)),
+    }
+}
+
+fn count_edges(s: &Span, n: &Names, out: &mut BTreeMap<String, u64>) {
+    let me = tier_of(s, n);
+    for c in &s.children {
+        *out.entry(format!("{me} -> {}", tier_of(c, n))).or_default() += 1;
+        count_edges(c, n, out);
+    }
+}
+
+/// Runs the demo. Everything it makes (namespaces, processes, BPF programs)
+/// is gone when it returns, on success or error.
+pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
+    opts.topology.validate()?;
+    if opts.tier_cmd.is_empty() {
+        bail!("tier_cmd is empty: give the command that runs vApp");
+    }
+    if opts.concurrency == 0 {
+        bail!("concurrency must be at least 1");
+    }
+    std::fs::create_dir_all(&opts.workdir)
+        .with_context(|| format!("creating {}", opts.workdir.display()))?;
+    let mut names: Vec<&str> = vec![CLIENT];
+    names.extend(opts.topology.tiers.iter().map(|t| t.name.as_str()));
+    let hosts = Hosts::create(&names, opts.prefer_netns)?;
+    let mut addr_of = BTreeMap::new();
+    for t in &opts.topology.tiers {
+        let ip = hosts.addr(&t.name).context("host address")?;
+        addr_of.insert(t.name.clone(), SocketAddr::new(ip, t.port));
+    }
+    let mut host_addrs = BTreeMap::new();
+    for n in &names {
+        if let Some(a) = hosts.addr(n) {
+            host_addrs.insert(n.to_string(), a.to_string());
+        }
+    }
+    let names_of = Names {
+        tiers: addr_of.iter().map(|(n, a)| (*a, n.clone())).collect(),
+        hosts: names
+            .iter()
+            .filter_map(|n| hosts.addr(n).map(|a| (a, n.to_string())))
+            .collect(),
+    };
+    let mut ctx = Ctx {
+        opts,
+        hosts,
+        all_pids: Vec::new(),
+        addr_of,
+    };
+    let mut accuracy = BTreeMap::new();
+    let mut topology = BTreeMap::new();
+    let mut sample_paths = Vec::new();
+    for &m in &opts.models {
+        let (r, paths) = ctx.accuracy(m)?;
+        for p in &paths {
+            count_edges(&p.root, &names_of, &mut topology);
+        }
+        if sample_paths.len() < opts.show_paths {
+            let mut best: Vec<&Path> = paths.iter().filter(|p| p.complete).collect();
+            best.sort_by_key(|p| std::cmp::Reverse(p.root.count()));
+            for p in best.into_iter().take(opts.show_paths - sample_paths.len()) {
+                sample_paths.push(format!("[{m}] {}", vpath_io::sink::render_tree(p)));
+            }
+        }
+        accuracy.insert(m.name().to_string(), r);
+    }
+    let overhead = match &opts.overhead {
+        Some(o) => Some(ctx.overhead(o)?),
+        None => None,
+    };
+    let namespaces = ctx.hosts.namespaces().to_vec();
+    let mode = ctx.hosts.mode();
+    let pids = std::mem::take(&mut ctx.all_pids);
+    drop(ctx); // tears the hosts down
+    Ok(DemoReport {
+        hosts: mode,
+        host_addrs,
+        concurrency: opts.concurrency,
+        accuracy_duration_ms: opts.accuracy_duration.as_millis() as u64,
+        accuracy,
+        topology,
+        sample_paths,
+        overhead,
+        workdir: opts.workdir.clone(),
+        pids,
+        namespaces,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_and_cdf_are_computed_from_the_samples() {
+        let mut lat: Vec<u64> = (1..=100).rev().map(|x| x * 1000).collect();
+        let s = load_stats(&mut lat, 1, 100, 2.0);
+        assert_eq!(s.throughput, 50.0);
+        assert_eq!(s.p50_us, 50.0);
+        assert_eq!(s.p90_us, 90.0);
+        assert_eq!(s.p99_us, 99.0);
+        assert!((s.mean_us - 50.5).abs() < 1e-9);
+        let dir = std::env::temp_dir().join(format!("vpd-cdf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.csv");
+        write_cdf(
+            &p,
+            &mut lat.clone(),
+            &mut lat.iter().map(|x| x * 2).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 201);
+        assert_eq!(lines[100], "0.500,50.0,100.0");
+        assert_eq!(lines[200], "1.000,100.0,200.0");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
