@@ -3,14 +3,14 @@
 //! These types serialize to the stable JSONL contract (see README.md,
 //! "The JSONL contract"). Fields may be added; none is renamed or removed.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::event::fmt_endpoint;
 
 /// What kind of span a node of a path is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SpanKind {
     /// One thread's handling of one inbound request.
@@ -22,26 +22,26 @@ pub enum SpanKind {
 }
 
 /// One node of a path.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Span {
     pub kind: SpanKind,
     /// The name of the host whose log held this span (absent for remote spans).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<Arc<str>>,
     pub pid: Option<u32>,
     pub tid: Option<u32>,
     pub comm: Option<Arc<str>>,
     pub netns: Option<u32>,
-    #[serde(serialize_with = "ser_endpoint")]
+    #[serde(serialize_with = "ser_endpoint", deserialize_with = "de_endpoint")]
     pub local: SocketAddr,
-    #[serde(serialize_with = "ser_endpoint")]
+    #[serde(serialize_with = "ser_endpoint", deserialize_with = "de_endpoint")]
     pub remote: SocketAddr,
     pub start_ns: u64,
     pub end_ns: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
     /// Why this span is not known to be exact; empty when it is.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub issues: Vec<Issue>,
     pub children: Vec<Span>,
 }
@@ -69,8 +69,17 @@ fn ser_endpoint<S: serde::Serializer>(a: &SocketAddr, s: S) -> Result<S::Ok, S::
     s.serialize_str(&fmt_endpoint(a))
 }
 
+fn de_endpoint<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+    s.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "expected an endpoint `ip:port` or `[ipv6]:port`, found {s:?}"
+        ))
+    })
+}
+
 /// Why a span (and so its path) is not known to be exact.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Issue {
     /// Events were lost (kernel ring buffer full) while this span was active.
@@ -124,7 +133,7 @@ impl Issue {
 }
 
 /// One request-processing path.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Path {
     /// Emission order, from 1; deterministic for a given input.
     pub path: u64,

@@ -503,3 +503,32 @@ fn loopback_in_two_netns_is_kept_apart() {
         assert_eq!(p.root.bytes_in, p.root.children[0].bytes_out);
     }
 }
+
+#[test]
+fn paths_round_trip_through_the_jsonl_contract() {
+    let mut w = World::new(3, true);
+    three_tier(&mut w, 1);
+    let paths = w.analyze(&[0, 1], false);
+    let line = serde_json::to_string(&paths[0]).unwrap();
+    // The contract's field names, and IPv4 written as ip:port.
+    for field in [
+        "\"path\":",
+        "\"complete\":true",
+        "\"kind\":\"origin\"",
+        "\"kind\":\"server\"",
+        "\"kind\":\"remote\"",
+        "\"local\":\"10.0.0.1:40000\"",
+        "\"start_ns\":",
+        "\"end_ns\":",
+        "\"bytes_in\":",
+        "\"bytes_out\":",
+        "\"children\":",
+    ] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+    let back: Path = serde_json::from_str(&line).unwrap();
+    assert_eq!(back, paths[0]);
+    let bad = line.replace("10.0.0.1:40000", "10.0.0.1");
+    let err = serde_json::from_str::<Path>(&bad).unwrap_err().to_string();
+    assert!(err.contains("expected an endpoint"), "{err}");
+}
