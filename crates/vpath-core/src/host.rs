@@ -239,6 +239,15 @@ struct Thread {
     /// Origin exchanges in progress: normally at most one; an event loop can
     /// have several calls in flight.
     origins: Vec<RecId>,
+    /// From when this thread's history is known: when its name was announced
+    /// (the recorder announces a thread before its first event), else 0.
+    since: u64,
+    /// The thread has made an origin exchange that was proven lossless back
+    /// to `since`: it is a client. Until then, the claim that it served
+    /// nothing when it made a call rests on its whole known history, so a
+    /// loss anywhere since `since` makes its origins unverifiable (the lost
+    /// event may have been a request it received).
+    established: bool,
 }
 
 struct Held {
@@ -258,7 +267,8 @@ pub struct HostStage {
     threads: FxHashMap<u32, Thread>,
     socks: FxHashMap<u64, Sock>,
     recs: FxHashMap<RecId, OpenRec>,
-    comms: FxHashMap<u32, (u32, Arc<str>)>,
+    /// Thread names: tid -> (pid, comm, stream time of the announcement).
+    comms: FxHashMap<u32, (u32, Arc<str>, u64)>,
     /// Endpoints seen serving on this host.
     servers: FxHashSet<EndpointKey>,
     /// Processes that serve requests.
@@ -356,7 +366,12 @@ impl HostStage {
                     th.pid = t.pid;
                     th.comm = Some(comm.clone());
                 }
-                self.comms.insert(t.tid, (t.pid, comm));
+                let since = self
+                    .comms
+                    .get(&t.tid)
+                    .filter(|c| c.0 == t.pid)
+                    .map_or(self.now, |c| c.2);
+                self.comms.insert(t.tid, (t.pid, comm, since));
             }
             Record::Checkpoint(c) => self.checkpoint(c.ts_ns, c.lost_total, stats, out),
         }
@@ -371,16 +386,13 @@ impl HostStage {
         }
         // Records not covered by any checkpoint could not be verified lossless.
         let verified_to = self.last_ck.map(|c| c.0).unwrap_or(0);
-        while let Some(mut h) = self.held.pop_front() {
+        while let Some(h) = self.held.pop_front() {
             let unverified = (self.checkpointed && h.win_end > verified_to).then_some(verified_to);
             let cut = match (self.loss_cut(h.win_start, h.win_end), unverified) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            if let Some(cut) = cut {
-                mark_lost(&mut h.rec, cut);
-            }
-            out.push(HostOutput::Record(h.rec));
+            self.release(h.rec, cut, out);
         }
         let _ = stats;
         out.push(HostOutput::Watermark(u64::MAX));
@@ -514,7 +526,9 @@ impl HostStage {
         let comms = &self.comms;
         let th = self.threads.entry(tid).or_insert_with(|| Thread {
             pid,
-            comm: comms.get(&tid).map(|c| c.1.clone()),
+            comm: comms.get(&tid).filter(|c| c.0 == pid).map(|c| c.1.clone()),
+            since: comms.get(&tid).filter(|c| c.0 == pid).map_or(0, |c| c.2),
+            established: false,
             last_ns: 0,
             spans: Vec::new(),
             origins: Vec::new(),
@@ -523,6 +537,9 @@ impl HostStage {
             // A reused tid: a new thread.
             th.pid = pid;
             th.comm = comms.get(&tid).filter(|c| c.0 == pid).map(|c| c.1.clone());
+            th.since = comms.get(&tid).filter(|c| c.0 == pid).map_or(0, |c| c.2);
+            th.established = false;
+            th.last_ns = 0;
         }
         th
     }
@@ -854,7 +871,11 @@ impl HostStage {
                 issues,
                 withdrawn: Vec::new(),
             };
-            let win_start = th.last_ns;
+            let win_start = if th.established {
+                th.last_ns
+            } else {
+                th.since.min(th.last_ns)
+            };
             self.recs.insert(
                 id,
                 OpenRec {
@@ -1031,10 +1052,8 @@ impl HostStage {
         if self.checkpointed {
             let verified = self.last_ck.map(|c| c.0).unwrap_or(0);
             if win_end <= verified {
-                if let Some(cut) = self.loss_cut(r.win_start, win_end) {
-                    mark_lost(&mut rec, cut);
-                }
-                out.push(HostOutput::Record(rec));
+                let cut = self.loss_cut(r.win_start, win_end);
+                self.release(rec, cut, out);
             } else {
                 self.held.push_back(Held {
                     rec,
@@ -1043,8 +1062,23 @@ impl HostStage {
                 });
             }
         } else {
-            out.push(HostOutput::Record(rec));
+            self.release(rec, None, out);
         }
+    }
+
+    /// Hands a finished record to the stitch, marked if events of its window
+    /// may have been lost after `cut`.
+    fn release(&mut self, mut rec: Box<SpanRecord>, cut: Option<u64>, out: &mut Vec<HostOutput>) {
+        match cut {
+            Some(cut) => mark_lost(&mut rec, cut),
+            None if rec.kind == RecKind::Origin && rec.issues.is_empty() => {
+                if let Some(th) = self.threads.get_mut(&rec.tid).filter(|t| t.pid == rec.pid) {
+                    th.established = true;
+                }
+            }
+            None => {}
+        }
+        out.push(HostOutput::Record(rec));
     }
 
     /// Where events of a record's window `[from, to]` may have been lost:
@@ -1078,11 +1112,9 @@ impl HostStage {
         // Release held records that this checkpoint covers. Windows end in
         // stream order, so the queue is ordered by `win_end`.
         while self.held.front().is_some_and(|h| h.win_end <= ts) {
-            let mut h = self.held.pop_front().unwrap();
-            if let Some(cut) = self.loss_cut(h.win_start, h.win_end) {
-                mark_lost(&mut h.rec, cut);
-            }
-            out.push(HostOutput::Record(h.rec));
+            let h = self.held.pop_front().unwrap();
+            let cut = self.loss_cut(h.win_start, h.win_end);
+            self.release(h.rec, cut, out);
         }
         out.push(HostOutput::Watermark(self.watermark()));
     }

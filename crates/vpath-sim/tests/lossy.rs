@@ -172,3 +172,33 @@ fn regression_calls_after_a_loss_are_not_attributed() {
         ..SimConfig::default()
     });
 }
+
+/// Found by proptest: a new process-per-connection server lost its first
+/// request's arrival, and its reply was lost too; its calls looked like a
+/// client's origins. A thread's origins count as proven only once it has
+/// made one exchange with no loss anywhere in its known history.
+#[test]
+fn regression_new_thread_after_a_loss_is_not_a_proven_client() {
+    assert_lossy_ok(SimConfig {
+        seed: 7514216396517777506,
+        services: 6,
+        hosts: 3,
+        client_threads: 6,
+        requests: 11,
+        seq_mode: true,
+        noise: true,
+        eof_reads: false,
+        containers: true,
+        ipv6: true,
+        per_connection: true,
+        unobserved_backend: true,
+        unobserved_clients: true,
+        skew_ns: 0,
+        gap_ns: (1000, 50000),
+        max_uses: 2,
+        loss: Some(vpath_sim::Loss { drop_ppm: 11621 }),
+        checkpoint_every: Some(1),
+        teardown: false,
+        ..SimConfig::default()
+    });
+}
