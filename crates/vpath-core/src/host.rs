@@ -35,8 +35,17 @@
 //! on client sockets before it sends the reply are the span's calls. A thread
 //! with two requests open at once (an event loop) cannot attribute its calls:
 //! they and the spans are marked [`Issue::AmbiguousThread`]. A call made by a
-//! thread serving nothing is an origin, unless its process serves requests,
-//! in which case it belongs to an unknown request ([`Issue::Unattributed`]).
+//! thread serving nothing is an origin, unless its process serves requests.
+//!
+//! *Thread-pool hand-off.* In a serving process, calls made by a thread that
+//! serves nothing wait ("floating"). If that thread next sends the reply of a
+//! request another thread received, they are that request's calls: the same
+//! one-request-at-a-time assumption vPath makes for a request's thread, applied
+//! to the thread that finishes the request. Only calls that began after the
+//! request arrived qualify. Otherwise (the thread receives a request itself,
+//! replies to something unseen, or stays idle past `horizon_ns`) they belong to
+//! an unknown request ([`Issue::Unattributed`]); a span whose worker gave up a
+//! call since its request arrived is marked [`Issue::HandOff`].
 //!
 //! *Loss.* Every record covers a window of its thread's timeline, from the
 //! thread's previous operation to the operation that ended the record. When a
@@ -139,6 +148,9 @@ pub struct SpanRecord {
     /// Keys this record announced in a [`HostOutput::Link`] but withdrew
     /// because they may be wrong (see [`Issue::EventsLost`]).
     pub withdrawn: Vec<LinkKey>,
+    /// Records merged into this one (a worker's calls adopted by the request
+    /// it replied to): their `Link`s name these ids as parent.
+    pub adopted: Vec<RecId>,
 }
 
 /// What a host stage hands to the stitch.
@@ -227,6 +239,9 @@ struct OpenRec {
     win_start: u64,
     /// Last time anything happened to the record (for idle flushing).
     last_ns: u64,
+    /// An origin made by a thread of a serving process while it served
+    /// nothing: it waits to be adopted (see [`HostStage::adopt`]).
+    floating: bool,
 }
 
 struct Thread {
@@ -248,6 +263,11 @@ struct Thread {
     /// loss anywhere since `since` makes its origins unverifiable (the lost
     /// event may have been a request it received).
     established: bool,
+    /// Calls made while serving nothing in a serving process (origin
+    /// records), waiting for the request this thread replies to next.
+    floating: Vec<RecId>,
+    /// Start of the latest floating call given up as unattributed.
+    gave_up_since: u64,
 }
 
 struct Held {
@@ -529,6 +549,8 @@ impl HostStage {
             comm: comms.get(&tid).filter(|c| c.0 == pid).map(|c| c.1.clone()),
             since: comms.get(&tid).filter(|c| c.0 == pid).map_or(0, |c| c.2),
             established: false,
+            floating: Vec::new(),
+            gave_up_since: 0,
             last_ns: 0,
             spans: Vec::new(),
             origins: Vec::new(),
@@ -664,6 +686,9 @@ impl HostStage {
                 pos = None;
             }
         }
+        // This thread serves a request itself: calls it made while serving
+        // nothing belong to no request it will reply to.
+        self.give_up_floating(e.tid, out);
         // A new request on this socket: the previous exchange on it is over.
         if let Cur::Span(prev) = cur {
             self.finalize(prev, out);
@@ -710,6 +735,7 @@ impl HostStage {
             calls: Vec::new(),
             issues,
             withdrawn: Vec::new(),
+            adopted: Vec::new(),
         };
         let win_start = th.last_ns;
         if ambiguous {
@@ -727,6 +753,7 @@ impl HostStage {
                 sock: e.sock,
                 win_start,
                 last_ns: e.ts_ns,
+                floating: false,
             },
         );
         self.threads.get_mut(&e.tid).unwrap().spans.push(id);
@@ -744,6 +771,7 @@ impl HostStage {
         let Cur::Span(id) = cur else {
             // A reply to a request we never saw (greeting, or mid-stream start).
             stats.stray_messages += 1;
+            self.give_up_floating(e.tid, out);
             self.thread_moves_on(e.tid, out);
             return;
         };
@@ -760,7 +788,9 @@ impl HostStage {
         r.last_ns = e.ts_ns;
         let owner = r.rec.tid;
         if owner != e.tid {
-            add_issue(&mut r.rec.issues, Issue::HandOff);
+            if new_msg {
+                self.adopt(id, e.tid, out);
+            }
             // The replying worker is done with whatever it did before.
             self.thread_moves_on(e.tid, out);
         } else if new_msg {
@@ -844,10 +874,9 @@ impl HostStage {
             // No inbound request: an origin exchange (or, in a serving
             // process or an event loop, one we cannot attribute).
             let mut issues = Vec::new();
+            let floating = th.spans.is_empty() && self.serving.contains(&e.pid);
             if th.spans.len() > 1 {
                 issues.push(Issue::AmbiguousThread);
-            } else if self.serving.contains(&e.pid) {
-                issues.push(Issue::Unattributed);
             }
             let ambiguous = th.spans.clone();
             let id = self.new_id();
@@ -870,6 +899,7 @@ impl HostStage {
                 calls: vec![call],
                 issues,
                 withdrawn: Vec::new(),
+                adopted: Vec::new(),
             };
             let win_start = if th.established {
                 th.last_ns
@@ -884,9 +914,15 @@ impl HostStage {
                     sock: e.sock,
                     win_start,
                     last_ns: e.ts_ns,
+                    floating,
                 },
             );
-            self.threads.get_mut(&e.tid).unwrap().origins.push(id);
+            let th = self.threads.get_mut(&e.tid).unwrap();
+            if floating {
+                th.floating.push(id);
+            } else {
+                th.origins.push(id);
+            }
             for other in ambiguous {
                 if let Some(r) = self.recs.get_mut(&other) {
                     add_issue(&mut r.rec.issues, Issue::AmbiguousThread);
@@ -935,6 +971,77 @@ impl HostStage {
         self.finish_replied_origins(e.tid, out);
     }
 
+    /// Thread `worker` sends the reply of span `span`, whose request another
+    /// thread received: a thread-pool hand-off. Under the thread model that
+    /// vPath assumes for a request's thread (it works on one request until it
+    /// replies), the calls the worker made while serving nothing belong to the
+    /// request it replies to, provided they began after that request arrived.
+    /// Calls that began earlier cannot be its and are given up. If the worker
+    /// gave up any call since the request arrived, or serves requests of its
+    /// own, the span's children cannot be proven: [`Issue::HandOff`].
+    fn adopt(&mut self, span: RecId, worker: u32, out: &mut Vec<HostOutput>) {
+        let Some(span_start) = self.recs.get(&span).map(|r| r.rec.start_ns) else {
+            return;
+        };
+        let th = self.threads.get_mut(&worker).unwrap();
+        let floating = std::mem::take(&mut th.floating);
+        let busy = !th.spans.is_empty();
+        let mut unproven = busy || th.gave_up_since >= span_start;
+        for o in floating {
+            let Some(or) = self.recs.get(&o) else {
+                continue;
+            };
+            let call = &or.rec.calls[0];
+            if call.start_ns < span_start || !call.replied {
+                if call.start_ns >= span_start {
+                    unproven = true;
+                }
+                self.give_up(o, out);
+                continue;
+            }
+            let or = self.recs.remove(&o).unwrap();
+            let r = self.recs.get_mut(&span).unwrap();
+            let call = or.rec.calls.into_iter().next().unwrap();
+            r.rec.calls.push(call);
+            r.rec.adopted.push(o);
+            r.win_start = r.win_start.min(or.win_start);
+            let idx = r.rec.calls.len() as u32 - 1;
+            if let Some(s) = self.socks.get_mut(&or.sock) {
+                if s.cur == Cur::Call(o, 0) {
+                    s.cur = Cur::Call(span, idx);
+                }
+            }
+        }
+        if unproven {
+            if let Some(r) = self.recs.get_mut(&span) {
+                add_issue(&mut r.rec.issues, Issue::HandOff);
+            }
+        }
+    }
+
+    /// Finalizes a floating origin as a call of an unknown request.
+    fn give_up(&mut self, id: RecId, out: &mut Vec<HostOutput>) {
+        let Some(r) = self.recs.get_mut(&id) else {
+            return;
+        };
+        add_issue(&mut r.rec.issues, Issue::Unattributed);
+        let (tid, start) = (r.rec.tid, r.rec.calls[0].start_ns);
+        if let Some(th) = self.threads.get_mut(&tid) {
+            th.floating.retain(|x| *x != id);
+            th.gave_up_since = th.gave_up_since.max(start);
+        }
+        self.finalize(id, out);
+    }
+
+    fn give_up_floating(&mut self, tid: u32, out: &mut Vec<HostOutput>) {
+        let Some(th) = self.threads.get_mut(&tid) else {
+            return;
+        };
+        for id in std::mem::take(&mut th.floating) {
+            self.give_up(id, out);
+        }
+    }
+
     /// Origin exchanges of a thread whose reply has come are over once the
     /// thread does something else. Unanswered ones stay open: an event loop
     /// may have several calls in flight, written in interleaved pieces.
@@ -968,7 +1075,7 @@ impl HostStage {
             Cur::Span(id) => self.finalize(id, out),
             Cur::Call(id, _) => {
                 if let Some(r) = self.recs.get(&id) {
-                    if r.rec.kind == RecKind::Origin {
+                    if r.rec.kind == RecKind::Origin && !r.floating {
                         self.finalize(id, out);
                     }
                 }
@@ -981,7 +1088,10 @@ impl HostStage {
         let limit = self.now.saturating_sub(THREAD_TTL_NS);
         let comms = &mut self.comms;
         self.threads.retain(|tid, th| {
-            let keep = th.last_ns >= limit || !th.spans.is_empty() || !th.origins.is_empty();
+            let keep = th.last_ns >= limit
+                || !th.spans.is_empty()
+                || !th.origins.is_empty()
+                || !th.floating.is_empty();
             if !keep {
                 comms.remove(tid);
             }
@@ -995,19 +1105,26 @@ impl HostStage {
     /// Flushes records whose reply has been idle for `idle_flush_ns`.
     fn idle_flush(&mut self, out: &mut Vec<HostOutput>) {
         let limit = self.now.saturating_sub(self.config.idle_flush_ns);
-        let mut idle: Vec<RecId> = self
+        // A worker's floating calls wait longer: its reply may be slow.
+        let give_up_limit = self.now.saturating_sub(self.config.horizon_ns);
+        let mut idle: Vec<(RecId, bool)> = self
             .recs
             .iter()
             .filter(|(_, r)| {
+                let limit = if r.floating { give_up_limit } else { limit };
                 r.last_ns < limit
                     && (r.phase == Phase::Reply
                         || (r.rec.kind == RecKind::Origin && r.rec.calls[0].replied))
             })
-            .map(|(id, _)| *id)
+            .map(|(id, r)| (*id, r.floating))
             .collect();
         idle.sort_unstable();
-        for id in idle {
-            self.finalize(id, out);
+        for (id, floating) in idle {
+            if floating {
+                self.give_up(id, out);
+            } else {
+                self.finalize(id, out);
+            }
         }
     }
 
@@ -1019,6 +1136,7 @@ impl HostStage {
         if let Some(th) = self.threads.get_mut(&r.rec.tid) {
             th.spans.retain(|s| *s != id);
             th.origins.retain(|o| *o != id);
+            th.floating.retain(|o| *o != id);
         }
         if let Some(s) = self.socks.get_mut(&r.sock) {
             if s.cur == Cur::Span(id) || matches!(s.cur, Cur::Call(x, _) if x == id) {

@@ -224,6 +224,15 @@ impl Stitch {
             .filter(|x| x.serial == serial)
     }
 
+    /// Whether the `Link` for `key` was announced by node `n`'s record (or a
+    /// record it adopted).
+    fn announced_by(&self, key: &LinkKey, n: NodeId) -> bool {
+        let rec = &self.node(n).rec;
+        self.links
+            .get(key)
+            .is_some_and(|p| *p == rec.id || rec.adopted.contains(p))
+    }
+
     fn node(&self, n: NodeId) -> &Node {
         self.nodes[n as usize].as_ref().expect("live node")
     }
@@ -264,7 +273,7 @@ impl Stitch {
 
         // Keys announced and then withdrawn: whoever waits on them waits in vain.
         for k in std::mem::take(&mut self.node_mut(n).rec.withdrawn) {
-            if self.links.get(&k) == Some(&self.node(n).rec.id) {
+            if self.announced_by(&k, n) {
                 self.links.remove(&k);
                 if let Some(c) = self.early.remove(&k) {
                     add_issue(&mut self.node_mut(c).rec.issues, Issue::CallerMissing);
@@ -293,7 +302,7 @@ impl Stitch {
                 }
                 continue;
             };
-            if self.links.get(&key) == Some(&self.node(n).rec.id) {
+            if self.announced_by(&key, n) {
                 self.links.remove(&key);
             }
             let child = self

@@ -532,3 +532,93 @@ fn paths_round_trip_through_the_jsonl_contract() {
     let err = serde_json::from_str::<Path>(&bad).unwrap_err().to_string();
     assert!(err.contains("expected an endpoint"), "{err}");
 }
+
+/// Thread-pool hand-off: an IO thread receives the request, a worker makes
+/// the downstream call and sends the reply.
+fn handoff(w: &mut World, background_call_first: bool) {
+    let cl = Proc {
+        host: 0,
+        pid: 10,
+        netns: 1,
+    };
+    let fe = Proc {
+        host: 0,
+        pid: 20,
+        netns: 1,
+    };
+    let db = Proc {
+        host: 0,
+        pid: 30,
+        netns: 1,
+    };
+    let mut k = w.connect(cl, 11, "127.0.0.1:40000", fe, 21, "127.0.0.1:80");
+    let mut pool = w.connect(fe, 22, "127.0.0.1:40001", db, 31, "127.0.0.1:5432");
+    // The process serves (an earlier request on another connection).
+    let mut warm = w.connect(cl, 12, "127.0.0.1:40002", fe, 23, "127.0.0.1:80");
+    let p = warm.up;
+    w.c_send(&mut warm, 12, 5, 1);
+    w.s_recv(&mut warm, 23, 5, 1, p);
+    let p = warm.down;
+    w.s_send(&mut warm, 23, 5, 1);
+    w.c_recv(&mut warm, 12, 5, 1, p);
+    if background_call_first {
+        // The worker calls the db before the request exists: not the request's.
+        let p = pool.up;
+        w.c_send(&mut pool, 22, 7, 1);
+        w.s_recv(&mut pool, 31, 7, 1, p);
+        let p = pool.down;
+        w.s_send(&mut pool, 31, 7, 1);
+        w.c_recv(&mut pool, 22, 7, 1, p);
+    }
+    let p = k.up;
+    w.c_send(&mut k, 11, 10, 1);
+    w.s_recv(&mut k, 21, 10, 2, p); // IO thread 21 reads the request
+    let p = pool.up;
+    w.c_send(&mut pool, 22, 20, 2); // worker 22 calls the db
+    w.s_recv(&mut pool, 31, 20, 1, p);
+    let p = pool.down;
+    w.s_send(&mut pool, 31, 30, 1);
+    w.c_recv(&mut pool, 22, 30, 1, p);
+    let p = k.down;
+    w.s_send(&mut k, 22, 40, 2); // and the worker replies
+    w.c_recv(&mut k, 11, 40, 1, p);
+}
+
+#[test]
+fn thread_pool_hand_off_attributes_the_workers_calls() {
+    let mut w = World::new(1, true);
+    handoff(&mut w, false);
+    let paths = w.analyze(&[0], false);
+    let p = paths
+        .iter()
+        .find(|p| p.root.tid == Some(11))
+        .expect("the request's path");
+    assert!(p.complete, "{}", shape(p));
+    assert_eq!(
+        shape(p),
+        "origin tid=Some(11) 127.0.0.1:40000 127.0.0.1:80 in=40 out=10 issues=[]\n\
+         \x20 server tid=Some(21) 127.0.0.1:80 127.0.0.1:40000 in=10 out=40 issues=[]\n\
+         \x20   server tid=Some(31) 127.0.0.1:5432 127.0.0.1:40001 in=20 out=30 issues=[]\n"
+    );
+}
+
+#[test]
+fn a_workers_call_made_before_the_request_arrived_is_not_adopted() {
+    let mut w = World::new(1, true);
+    handoff(&mut w, true);
+    let paths = w.analyze(&[0], false);
+    let p = paths
+        .iter()
+        .find(|p| p.root.tid == Some(11))
+        .expect("the request's path");
+    // The request's own call is adopted; the earlier one is not.
+    assert!(p.complete, "{}", shape(p));
+    assert_eq!(p.root.children[0].children.len(), 1);
+    assert_eq!(p.root.children[0].children[0].bytes_in, 20);
+    let bg = paths
+        .iter()
+        .find(|p| p.root.tid == Some(22))
+        .expect("the background call, on its own");
+    assert!(!bg.complete);
+    assert_eq!(bg.root.issues, vec![Issue::Unattributed]);
+}
