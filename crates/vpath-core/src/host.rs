@@ -242,6 +242,8 @@ struct OpenRec {
     /// An origin made by a thread of a serving process while it served
     /// nothing: it waits to be adopted (see [`HostStage::adopt`]).
     floating: bool,
+    /// For server spans: the thread sending the reply.
+    replier: Option<u32>,
 }
 
 struct Thread {
@@ -268,6 +270,20 @@ struct Thread {
     floating: Vec<RecId>,
     /// Start of the latest floating call given up as unattributed.
     gave_up_since: u64,
+    /// Start of the latest call attached to a request this thread read.
+    attached_since: u64,
+}
+
+impl Thread {
+    /// Where the thread's known timeline resumes for its next record: its
+    /// last operation, or, before its first, when it was announced.
+    fn history_from(&self) -> u64 {
+        if self.last_ns == 0 {
+            self.since
+        } else {
+            self.last_ns
+        }
+    }
 }
 
 struct Held {
@@ -551,6 +567,7 @@ impl HostStage {
             established: false,
             floating: Vec::new(),
             gave_up_since: 0,
+            attached_since: 0,
             last_ns: 0,
             spans: Vec::new(),
             origins: Vec::new(),
@@ -637,7 +654,9 @@ impl HostStage {
         let mut done = Vec::new();
         for id in spans {
             match self.recs.get(&id) {
-                Some(r) if r.phase == Phase::Reply => done.push(id),
+                Some(r) if r.phase == Phase::Reply && r.replier.is_none_or(|t| t == tid) => {
+                    done.push(id)
+                }
                 Some(_) => keep.push(id),
                 None => {}
             }
@@ -713,10 +732,9 @@ impl HostStage {
         if guessed {
             issues.push(Issue::RoleGuessed);
         }
-        let ambiguous = !th.spans.is_empty();
-        if ambiguous {
-            issues.push(Issue::AmbiguousThread);
-        }
+        // A thread may hold several requests open (an event loop, or an IO
+        // thread handing requests to workers); that is ambiguous only for
+        // calls it makes meanwhile, which `client_send` marks.
         let rec = SpanRecord {
             id,
             kind: RecKind::Server,
@@ -737,14 +755,7 @@ impl HostStage {
             withdrawn: Vec::new(),
             adopted: Vec::new(),
         };
-        let win_start = th.last_ns;
-        if ambiguous {
-            for other in th.spans.clone() {
-                if let Some(r) = self.recs.get_mut(&other) {
-                    add_issue(&mut r.rec.issues, Issue::AmbiguousThread);
-                }
-            }
-        }
+        let win_start = th.history_from();
         self.recs.insert(
             id,
             OpenRec {
@@ -754,6 +765,7 @@ impl HostStage {
                 win_start,
                 last_ns: e.ts_ns,
                 floating: false,
+                replier: None,
             },
         );
         self.threads.get_mut(&e.tid).unwrap().spans.push(id);
@@ -783,6 +795,7 @@ impl HostStage {
             return;
         };
         r.phase = Phase::Reply;
+        r.replier = Some(e.tid);
         r.rec.bytes_out += e.moved();
         r.rec.end_ns = e.ts_ns;
         r.last_ns = e.ts_ns;
@@ -826,16 +839,25 @@ impl HostStage {
         // record is finalized). Spans of this thread that had replied are final now.
         self.finish_replied_origins(e.tid, out);
         let spans = std::mem::take(&mut self.threads.get_mut(&e.tid).unwrap().spans);
-        let mut open = Vec::with_capacity(spans.len());
+        let mut keep = Vec::with_capacity(spans.len());
+        let mut active: Vec<RecId> = Vec::with_capacity(spans.len());
         for id in spans {
-            match self.recs.get(&id).map(|r| r.phase) {
-                Some(Phase::Reply) => self.finalize(id, out),
-                Some(_) => open.push(id),
+            match self.recs.get(&id).map(|r| (r.phase, r.replier)) {
+                Some((Phase::Reply, rep)) if rep.is_none_or(|t| t == e.tid) => {
+                    self.finalize(id, out)
+                }
+                // Replied by another thread (a hand-off): not this thread's
+                // to finish, and not open for its calls.
+                Some((Phase::Reply, _)) => keep.push(id),
+                Some(_) => {
+                    keep.push(id);
+                    active.push(id);
+                }
                 None => {}
             }
         }
         let th = self.threads.get_mut(&e.tid).unwrap();
-        th.spans = open;
+        th.spans = keep;
 
         let s = &self.socks[&e.sock];
         let (local, remote, scope, guessed, netns) =
@@ -862,9 +884,10 @@ impl HostStage {
             replied: false,
             issues: call_issues,
         };
-        let th = &self.threads[&e.tid];
-        let parent = if th.spans.len() == 1 {
-            let id = th.spans[0];
+        let _ = &self.threads[&e.tid];
+        let parent = if active.len() == 1 {
+            let id = active[0];
+            self.threads.get_mut(&e.tid).unwrap().attached_since = e.ts_ns;
             let r = self.recs.get_mut(&id).unwrap();
             r.phase = Phase::Calling;
             r.last_ns = e.ts_ns;
@@ -874,11 +897,11 @@ impl HostStage {
             // No inbound request: an origin exchange (or, in a serving
             // process or an event loop, one we cannot attribute).
             let mut issues = Vec::new();
-            let floating = th.spans.is_empty() && self.serving.contains(&e.pid);
-            if th.spans.len() > 1 {
+            let floating = active.is_empty() && self.serving.contains(&e.pid);
+            if active.len() > 1 {
                 issues.push(Issue::AmbiguousThread);
             }
-            let ambiguous = th.spans.clone();
+            let ambiguous = active.clone();
             let id = self.new_id();
             let th = &self.threads[&e.tid];
             let rec = SpanRecord {
@@ -904,7 +927,7 @@ impl HostStage {
             let win_start = if th.established {
                 th.last_ns
             } else {
-                th.since.min(th.last_ns)
+                th.since.min(th.history_from())
             };
             self.recs.insert(
                 id,
@@ -915,6 +938,7 @@ impl HostStage {
                     win_start,
                     last_ns: e.ts_ns,
                     floating,
+                    replier: None,
                 },
             );
             let th = self.threads.get_mut(&e.tid).unwrap();
@@ -985,8 +1009,51 @@ impl HostStage {
         };
         let th = self.threads.get_mut(&worker).unwrap();
         let floating = std::mem::take(&mut th.floating);
-        let busy = !th.spans.is_empty();
-        let mut unproven = busy || th.gave_up_since >= span_start;
+        let own: Vec<RecId> = th.spans.clone();
+        // A call this worker attached to a request it read itself, made after
+        // this request arrived, may have been this request's.
+        let gave_up_since = th.gave_up_since.max(th.attached_since);
+        // Requests this worker read itself and still holds open: the calls it
+        // made since this request arrived were attached to them, but may have
+        // been for this one. Such edges cannot be proven either way.
+        let mut busy = false;
+        for x in own {
+            let Some(r) = self.recs.get_mut(&x) else {
+                continue;
+            };
+            if r.phase == Phase::Reply {
+                continue;
+            }
+            busy = true;
+            let mut doubtful = false;
+            for c in r.rec.calls.iter_mut() {
+                if c.start_ns >= span_start {
+                    if let Some(k) = c.key.take() {
+                        r.rec.withdrawn.push(k);
+                    }
+                    add_issue(&mut c.issues, Issue::AmbiguousThread);
+                    doubtful = true;
+                }
+            }
+            if doubtful {
+                add_issue(&mut r.rec.issues, Issue::AmbiguousThread);
+            }
+        }
+        let mut unproven = busy || gave_up_since >= span_start;
+        // Calls the reading thread attached to this request before it was
+        // handed off: that thread may have gone on to other work meanwhile,
+        // so they cannot be proven this request's.
+        if let Some(r) = self.recs.get_mut(&span) {
+            let mut doubtful = false;
+            for c in r.rec.calls.iter_mut() {
+                if let Some(k) = c.key.take() {
+                    r.rec.withdrawn.push(k);
+                }
+                add_issue(&mut c.issues, Issue::HandOff);
+                doubtful = true;
+            }
+            unproven |= doubtful;
+        }
         for o in floating {
             let Some(or) = self.recs.get(&o) else {
                 continue;

@@ -290,7 +290,10 @@ impl Stitch {
             };
             let Some(key) = key else {
                 // No position: it can be a leaf only if nobody observed serves it.
-                let observed = !self.callee_unobserved(n, i);
+                // A call whose key was withdrawn (see `host::mark_lost`,
+                // `HostStage::adopt`) is missing, never a remote leaf.
+                let withdrawn = !self.node(n).rec.calls[i].issues.is_empty();
+                let observed = withdrawn || !self.callee_unobserved(n, i);
                 let node = self.node_mut(n);
                 if observed {
                     node.children[i] = Child::Missing;

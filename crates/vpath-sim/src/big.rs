@@ -91,6 +91,7 @@ pub fn big_config(seed: u64, target_events: usize) -> SimConfig {
         containers: true,
         ipv6: true,
         per_connection: true,
+        handoff: crate::config::Handoff::None,
         unobserved_backend: true,
         unobserved_clients: false,
         skew_ns: 2_000_000,

@@ -43,6 +43,9 @@ pub struct SimConfig {
     pub ipv6: bool,
     /// Some services are process-per-connection (pid == tid per connection).
     pub per_connection: bool,
+    /// How thread-pool services hand a request from the thread that reads it
+    /// to the thread that does the work and replies.
+    pub handoff: Handoff,
     /// One leaf backend lives on a host whose stream is not given to the
     /// analyzer: its spans are remote leaves.
     pub unobserved_backend: bool,
@@ -84,6 +87,7 @@ impl Default for SimConfig {
             containers: false,
             ipv6: false,
             per_connection: false,
+            handoff: Handoff::None,
             unobserved_backend: false,
             unobserved_clients: false,
             skew_ns: 0,
@@ -97,6 +101,24 @@ impl Default for SimConfig {
             teardown: true,
         }
     }
+}
+
+/// Thread-pool hand-off, as real servers do it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Handoff {
+    /// The thread that reads a request does the work and replies (the
+    /// paper's thread-per-request model).
+    #[default]
+    None,
+    /// An IO thread (the pool's acceptor) reads every request; a worker
+    /// makes the calls and sends the reply (Tomcat's NIO poller and exec
+    /// threads, vApp's thread-pool model). Expected paths are exact.
+    Acceptor,
+    /// A pool thread reads a request, hands it to another pool thread, and
+    /// goes back to the pool, where it may pick up other work while the
+    /// request it read is still open. The analyzer cannot always tell whose
+    /// calls are whose: paths may be incomplete, never wrong.
+    Reuse,
 }
 
 /// A configuration that cannot be simulated.
@@ -131,7 +153,7 @@ impl SimConfig {
         } else {
             None
         };
-        SimConfig {
+        let mut cfg = SimConfig {
             seed,
             services,
             hosts: r.range(1, 4) as usize,
@@ -144,6 +166,7 @@ impl SimConfig {
             containers: services >= 4 && r.chance(0.4),
             ipv6: r.chance(0.4),
             per_connection: r.chance(0.4),
+            handoff: Handoff::None,
             unobserved_backend: r.chance(0.3),
             unobserved_clients: r.chance(0.3),
             skew_ns: if r.chance(0.5) {
@@ -159,7 +182,16 @@ impl SimConfig {
             loss,
             checkpoint_every,
             teardown: r.chance(0.5),
-        }
+        };
+        // Drawn last, so that the seeds pinned by regression tests keep
+        // their other knobs. Reuse hand-offs are not always recoverable, so
+        // lossless draws (which must recover every path) leave them out.
+        cfg.handoff = match r.below(if lossy { 3 } else { 2 }) {
+            0 => Handoff::None,
+            1 => Handoff::Acceptor,
+            _ => Handoff::Reuse,
+        };
+        cfg
     }
 
     /// Checks that the configuration can be simulated.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use vpath_core::{flags, Checkpoint, Event, Op, Path, Record, Span, SpanKind, Syscall, ThreadInfo};
 
-use crate::config::SimConfig;
+use crate::config::{Handoff, SimConfig};
 use crate::rng::{mix64, Rng};
 use crate::topology::{ServerModel, Topology};
 use crate::truth::{CallerView, TruthSpan};
@@ -170,6 +170,8 @@ impl Xfer {
 enum St {
     Acquire,
     Request,
+    /// The request is read; a pool may hand it to another thread.
+    Handoff,
     Children,
     Reply,
     Done,
@@ -180,7 +182,11 @@ struct Frame {
     caller: ThreadRef,
     st: St,
     conn: Option<ConnId>,
+    /// The server thread at work now: it reads the request, then (after a
+    /// hand-off, possibly another thread) makes the calls and replies.
     worker: Option<ThreadRef>,
+    /// The thread that read the request, when another thread took over.
+    receiver: Option<ThreadRef>,
     xfer: Option<Xfer>,
     next_child: usize,
     req_bytes: u64,
@@ -740,6 +746,7 @@ impl Engine {
             st: St::Acquire,
             conn: None,
             worker: None,
+            receiver: None,
             xfer: None,
             next_child: 0,
             req_bytes: 0,
@@ -912,6 +919,39 @@ impl Engine {
                 Step::Progress
             }
             St::Request | St::Reply => self.xfer_step(&mut job.frames[fi], st == St::Request),
+            St::Handoff => {
+                let f = &mut job.frames[fi];
+                let w = f.worker.expect("the request was read");
+                let mode = self.cfg.handoff;
+                let next = match &mut self.procs.get_mut(w.proc).kind {
+                    ProcKind::Pool { free, .. } if !free.is_empty() => {
+                        let k = self.rng.index(free.len());
+                        let w2 = free.swap_remove(k);
+                        if mode == Handoff::Reuse {
+                            // The reader goes back to the pool.
+                            free.push(w.tid);
+                        }
+                        Some(w2)
+                    }
+                    ProcKind::Pool { .. } if mode == Handoff::Acceptor => None,
+                    // No other thread: the reader goes on itself.
+                    _ => Some(w.tid),
+                };
+                match next {
+                    None => Step::Blocked,
+                    Some(t) => {
+                        if t != w.tid {
+                            f.receiver = Some(w);
+                            f.worker = Some(ThreadRef {
+                                proc: w.proc,
+                                tid: t,
+                            });
+                        }
+                        f.st = St::Children;
+                        Step::Progress
+                    }
+                }
+            }
             St::Children => {
                 let f = &mut job.frames[fi];
                 if f.next_child < f.plan.children.len() {
@@ -957,7 +997,13 @@ impl Engine {
         let x = f.xfer.as_ref().expect("xfer");
         if x.done() {
             f.xfer = None;
-            f.st = if request { St::Children } else { St::Done };
+            f.st = if !request {
+                St::Done
+            } else if self.cfg.handoff != Handoff::None {
+                St::Handoff
+            } else {
+                St::Children
+            };
             return Step::Progress;
         }
         let avail = x.written - x.read;
@@ -967,7 +1013,9 @@ impl Engine {
         let conn = self.conns.get(cid);
         let sproc = conn.server_proc;
         let worker_free = match &self.procs.get(sproc).kind {
-            ProcKind::Pool { free, .. } => !free.is_empty(),
+            ProcKind::Pool { free, .. } => {
+                !free.is_empty() || self.cfg.handoff == Handoff::Acceptor
+            }
             _ => true,
         };
         let noise = self.cfg.noise && !need_worker && reading;
@@ -1011,7 +1059,9 @@ impl Engine {
         let caller = f.caller;
         match act {
             1 => {
+                let acceptor_reads = self.cfg.handoff == Handoff::Acceptor;
                 let w = match &mut self.procs.get_mut(sproc).kind {
+                    ProcKind::Pool { acceptor, .. } if acceptor_reads => *acceptor,
                     ProcKind::Pool { free, .. } => {
                         let k = self.rng.index(free.len());
                         free.swap_remove(k)
@@ -1119,12 +1169,14 @@ impl Engine {
         };
         let span = if self.topo.hosts[shost].observed {
             let p = self.procs.get(w.proc);
+            // The span belongs to the thread that read the request.
+            let r = f.receiver.unwrap_or(w);
             Span {
                 kind: SpanKind::Server,
                 host: Some(self.host_name(shost)),
                 pid: Some(p.pid),
-                tid: Some(w.tid),
-                comm: Some(p.comm(w.tid)),
+                tid: Some(r.tid),
+                comm: Some(p.comm(r.tid)),
                 netns: Some(p.netns),
                 local: saddr,
                 remote: caddr,

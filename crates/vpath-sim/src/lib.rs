@@ -29,7 +29,7 @@ pub mod validate;
 
 pub use big::{big_config, big_scenario, BigScenario, HostInfo};
 pub use check::{check_lossy, diff_paths, Diff, LossyReport};
-pub use config::{ConfigError, Loss, SimConfig};
+pub use config::{ConfigError, Handoff, Loss, SimConfig};
 pub use scenario::{analyze, analyze_with, generate, HostStream, Scenario};
 pub use truth::{CallerView, TruthSpan};
 pub use validate::{validate, Summary, ValidationError};

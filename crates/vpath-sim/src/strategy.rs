@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 
-use crate::config::{Loss, SimConfig};
+use crate::config::{Handoff, Loss, SimConfig};
 
 /// Lossless configurations over the whole space the brief names.
 pub fn lossless() -> impl Strategy<Value = SimConfig> {
@@ -28,6 +28,13 @@ pub fn lossless() -> impl Strategy<Value = SimConfig> {
                 containers: b[3],
                 ipv6: b[4],
                 per_connection: b[5],
+                // Reuse hand-offs cannot always be recovered: they have a
+                // property of their own (see `reuse`).
+                handoff: if (seed >> 8) % 2 == 0 {
+                    Handoff::None
+                } else {
+                    Handoff::Acceptor
+                },
                 unobserved_backend: b[6],
                 unobserved_clients: b[7],
                 skew_ns: if b[8] { skew } else { 0 },
@@ -44,11 +51,22 @@ pub fn lossless() -> impl Strategy<Value = SimConfig> {
 }
 
 /// Lossy configurations: losses of 0.1%..10% with checkpoints every 1..64
-/// events.
+/// events, with every hand-off model.
 pub fn lossy() -> impl Strategy<Value = SimConfig> {
-    (lossless(), 1_000u32..=100_000, 1u32..=64).prop_map(|(c, ppm, k)| SimConfig {
+    (lossless(), 1_000u32..=100_000, 1u32..=64, 0u8..3).prop_map(|(c, ppm, k, h)| SimConfig {
         loss: Some(Loss { drop_ppm: ppm }),
         checkpoint_every: Some(k),
+        handoff: [Handoff::None, Handoff::Acceptor, Handoff::Reuse][h as usize],
+        ..c
+    })
+}
+
+/// Lossless configurations whose pools hand requests off and reuse the
+/// reading thread ([`Handoff::Reuse`]): checked for safety (no wrong edge, no
+/// inexact complete path), not for full recovery.
+pub fn reuse() -> impl Strategy<Value = SimConfig> {
+    lossless().prop_map(|c| SimConfig {
+        handoff: Handoff::Reuse,
         ..c
     })
 }

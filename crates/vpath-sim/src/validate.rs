@@ -449,12 +449,15 @@ fn check_truth(s: &Scenario, sum: &mut Summary) -> R<()> {
         });
         res?;
     }
-    // Thread-per-request: one thread's spans never overlap, and every data
-    // event of an observed thread lies in one of its spans.
+    // Thread-per-request: one thread's spans never overlap (except a
+    // hand-off reader's, which reads requests while workers finish earlier
+    // ones), and every data event of an observed thread lies in one of its
+    // spans.
+    let handoff = s.config.handoff != crate::config::Handoff::None;
     for (k, v) in intervals.iter_mut() {
         v.sort_unstable();
         for w in v.windows(2) {
-            if w[1].0 <= w[0].1 {
+            if !handoff && w[1].0 <= w[0].1 {
                 return Err(ValidationError::Truth {
                     path: 0,
                     span: format!("{} tid {}", k.0, k.1),
@@ -468,9 +471,17 @@ fn check_truth(s: &Scenario, sum: &mut Summary) -> R<()> {
             .get(&(host.clone(), *tid))
             .map(Vec::as_slice)
             .unwrap_or(&[]);
+        // Intervals may overlap (hand-off readers): compare with the
+        // furthest end among those starting before the event.
+        let mut reach = Vec::with_capacity(iv.len());
+        let mut far = 0;
+        for &(_, end) in iv {
+            far = far.max(end);
+            reach.push(far);
+        }
         for &(index, e) in evs {
             let k = iv.partition_point(|&(start, _)| start <= e.ts_ns);
-            if k == 0 || iv[k - 1].1 < e.ts_ns {
+            if k == 0 || reach[k - 1] < e.ts_ns {
                 return Err(ValidationError::Uncovered {
                     host: host.clone(),
                     index,
@@ -522,15 +533,66 @@ fn check_span(
         .entry((host.clone(), tid))
         .or_default()
         .push((span.start_ns, span.end_ns));
-    let evs: Vec<&Event> = by_thread
-        .get(&(host, tid))
-        .map(|v| {
-            v.iter()
-                .map(|x| x.1)
-                .filter(|e| (span.start_ns..=span.end_ns).contains(&e.ts_ns))
-                .collect()
-        })
-        .unwrap_or_default();
+    let in_window = |t: u32| -> Vec<&Event> {
+        by_thread
+            .get(&(host.clone(), t))
+            .map(|v| {
+                v.iter()
+                    .map(|x| x.1)
+                    .filter(|e| (span.start_ns..=span.end_ns).contains(&e.ts_ns))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut evs: Vec<&Event> = in_window(tid);
+    // A thread-pool hand-off: the thread that read the request (the span's)
+    // is not the one that sends the reply and makes the calls. Then the
+    // span's events are the reader's on its connection, up to the end of
+    // the request, and the replying thread's after that.
+    if span.kind == SpanKind::Server {
+        if let Some(first) = evs.first().copied() {
+            let inbound = first.sock;
+            let replier = by_thread
+                .iter()
+                .filter(|((h, _), _)| *h == host)
+                .flat_map(|((_, t), v)| v.iter().map(move |x| (*t, x.1)))
+                .filter(|(_, e)| e.sock == inbound && e.op == Op::Send && e.ts_ns == span.end_ns)
+                .map(|(t, _)| t)
+                .next();
+            if let Some(w) = replier.filter(|w| *w != tid) {
+                let req: Vec<&Event> = evs.iter().copied().filter(|e| e.sock == inbound).collect();
+                let last_req = req
+                    .iter()
+                    .filter(|e| e.op == Op::Recv)
+                    .map(|e| e.ts_ns)
+                    .max()
+                    .unwrap_or(0);
+                evs = req.into_iter().filter(|e| e.op == Op::Recv).collect();
+                // The worker's own events after the request was read and
+                // after it finished its previous request (whose reply it
+                // sent on another connection of this service).
+                let worker = in_window(w);
+                let prev_done = worker
+                    .iter()
+                    .filter(|e| {
+                        e.op == Op::Send && e.local.port() == span.local.port() && e.sock != inbound
+                    })
+                    .map(|e| e.ts_ns)
+                    .max()
+                    .unwrap_or(0);
+                let from = last_req.max(prev_done);
+                evs.extend(worker.into_iter().filter(|e| e.ts_ns > from));
+                // A worker's events are checked span by span above (its
+                // exchanges must be the span's children); their coverage is
+                // not checked, since when a worker picked a request up is not
+                // in the events.
+                intervals
+                    .entry((host.clone(), w))
+                    .or_default()
+                    .push((0, u64::MAX));
+            }
+        }
+    }
     let (Some(first), Some(last)) = (evs.first(), evs.last()) else {
         return Err(err("no events in the span".into()));
     };

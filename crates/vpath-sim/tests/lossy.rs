@@ -202,3 +202,18 @@ fn regression_new_thread_after_a_loss_is_not_a_proven_client() {
         ..SimConfig::default()
     });
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: std::env::var("VPATH_PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(64), ..ProptestConfig::default() })]
+
+    /// Pools that hand a request to another thread and send the reading
+    /// thread back to work: whatever the analyzer cannot prove it leaves
+    /// incomplete, and nothing it reports is wrong.
+    #[test]
+    fn reused_readers_never_give_a_wrong_stitch(cfg in strategy::reuse()) {
+        let s = generate(&cfg).unwrap();
+        let (got, _) = analyze(&s);
+        let r = check_lossy(&s, &got);
+        prop_assert!(r.ok(), "config: {:?}\n{}", cfg, r.render(3));
+    }
+}
