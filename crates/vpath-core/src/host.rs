@@ -530,17 +530,22 @@ impl HostStage {
             scope: s.scope,
         };
         let (lp, rp) = (s.local.port(), s.remote.port());
-        s.role = if self.servers.contains(&here) {
+        // Which end serves, by the documented rules (module doc, "Roles").
+        let serves_here = self.servers.contains(&here);
+        let serves_there = self.servers.contains(&there);
+        let well_known_here = lp < 1024 && rp >= 1024;
+        let well_known_there = rp < 1024 && lp >= 1024;
+        let ephemeral_here = lp >= 32768 && rp < 32768;
+        let ephemeral_there = rp >= 32768 && lp < 32768;
+        s.role = if serves_here {
             Role::Server
-        } else if self.servers.contains(&there) {
+        } else if serves_there || well_known_there {
             Role::Client
-        } else if lp < 1024 && rp >= 1024 {
+        } else if well_known_here {
             Role::Server
-        } else if rp < 1024 && lp >= 1024 {
+        } else if ephemeral_here {
             Role::Client
-        } else if lp >= 32768 && rp < 32768 {
-            Role::Client
-        } else if rp >= 32768 && lp < 32768 {
+        } else if ephemeral_there {
             Role::Server
         } else {
             s.guessed = true;

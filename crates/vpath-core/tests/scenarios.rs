@@ -360,7 +360,7 @@ fn loss_marks_touched_paths_incomplete_and_others_stay_exact() {
     }
     let paths = w.analyze(&[0, 1, 2], true);
     let complete = paths.iter().filter(|p| p.complete).count();
-    assert!(complete >= 1 && complete < 4, "{paths:#?}");
+    assert!((1..4).contains(&complete), "{paths:#?}");
     for p in paths.iter().filter(|p| p.complete) {
         assert_eq!(p.root.count(), 4, "{}", shape(p));
     }

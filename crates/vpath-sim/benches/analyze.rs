@@ -12,7 +12,10 @@ fn main() {
     divan::main();
 }
 
-fn log() -> (Vec<(bool, String)>, Vec<(usize, Record)>, usize) {
+/// Hosts (checkpointed, name), records (host index, record), event count.
+type Log = (Vec<(bool, String)>, Vec<(usize, Record)>, usize);
+
+fn log() -> Log {
     let n: usize = std::env::var("VPATH_BENCH_EVENTS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -16,8 +16,7 @@ fn repo() -> PathBuf {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("vpath runs");
-    out
+    cmd.output().expect("vpath runs")
 }
 
 fn text(b: &[u8]) -> String {
