@@ -122,6 +122,9 @@ pub struct Call {
     pub bytes_in: u64,
     /// A reply was seen (sources without byte counts report 0 bytes).
     pub replied: bool,
+    /// Made by a worker thread and adopted by the request it replied to
+    /// (see [`HostStage::adopt`]).
+    pub adopted: bool,
     pub issues: Vec<Issue>,
 }
 
@@ -270,8 +273,9 @@ struct Thread {
     floating: Vec<RecId>,
     /// Start of the latest floating call given up as unattributed.
     gave_up_since: u64,
-    /// Start of the latest call attached to a request this thread read.
-    attached_since: u64,
+    /// Start of the latest call this thread made that did not float: one
+    /// attached to a request it read itself, or an ambiguous or plain origin.
+    other_calls_since: u64,
 }
 
 impl Thread {
@@ -572,7 +576,7 @@ impl HostStage {
             established: false,
             floating: Vec::new(),
             gave_up_since: 0,
-            attached_since: 0,
+            other_calls_since: 0,
             last_ns: 0,
             spans: Vec::new(),
             origins: Vec::new(),
@@ -887,12 +891,12 @@ impl HostStage {
             bytes_out: e.moved(),
             bytes_in: 0,
             replied: false,
+            adopted: false,
             issues: call_issues,
         };
         let _ = &self.threads[&e.tid];
         let parent = if active.len() == 1 {
             let id = active[0];
-            self.threads.get_mut(&e.tid).unwrap().attached_since = e.ts_ns;
             let r = self.recs.get_mut(&id).unwrap();
             r.phase = Phase::Calling;
             r.last_ns = e.ts_ns;
@@ -970,6 +974,10 @@ impl HostStage {
                 scope,
             }),
         }
+        let floated = self.recs.get(&parent.0).is_some_and(|r| r.floating);
+        if !floated {
+            self.threads.get_mut(&e.tid).unwrap().other_calls_since = e.ts_ns;
+        }
         self.socks.get_mut(&e.sock).unwrap().cur = Cur::Call(parent.0, parent.1);
     }
 
@@ -1017,7 +1025,7 @@ impl HostStage {
         let own: Vec<RecId> = th.spans.clone();
         // A call this worker attached to a request it read itself, made after
         // this request arrived, may have been this request's.
-        let gave_up_since = th.gave_up_since.max(th.attached_since);
+        let gave_up_since = th.gave_up_since.max(th.other_calls_since);
         // Requests this worker read itself and still holds open: the calls it
         // made since this request arrived were attached to them, but may have
         // been for this one. Such edges cannot be proven either way.
@@ -1073,7 +1081,8 @@ impl HostStage {
             }
             let or = self.recs.remove(&o).unwrap();
             let r = self.recs.get_mut(&span).unwrap();
-            let call = or.rec.calls.into_iter().next().unwrap();
+            let mut call = or.rec.calls.into_iter().next().unwrap();
+            call.adopted = true;
             r.rec.calls.push(call);
             r.rec.adopted.push(o);
             r.win_start = r.win_start.min(or.win_start);
@@ -1330,6 +1339,9 @@ fn is_loopback(ip: IpAddr) -> bool {
 /// - a call that began after `cut` may belong to another request (the lost
 ///   event may have been that request's arrival, or this one's reply), so its
 ///   key is withdrawn;
+/// - a call adopted from a worker is this request's only if the worker
+///   replied to nothing else between the call and this reply, which a loss
+///   may hide, so its key is withdrawn too;
 /// - keys counted in user space (offsets, ordinals) may be shifted by the
 ///   loss, so they are withdrawn too.
 fn mark_lost(rec: &mut SpanRecord, cut: u64) {
@@ -1347,7 +1359,7 @@ fn mark_lost(rec: &mut SpanRecord, cut: u64) {
         rec.uplink = None;
     }
     for c in rec.calls.iter_mut() {
-        if c.key.is_some() && (counted(&c.key) || c.start_ns > cut) {
+        if c.key.is_some() && (counted(&c.key) || c.start_ns > cut || c.adopted) {
             rec.withdrawn.push(c.key.take().unwrap());
             add_issue(&mut c.issues, Issue::EventsLost);
         }

@@ -217,3 +217,55 @@ proptest! {
         prop_assert!(r.ok(), "config: {:?}\n{}", cfg, r.render(3));
     }
 }
+
+/// Found by proptest: a worker's reply was lost, so the calls it made for
+/// that request floated on and were adopted by the next request it replied
+/// to. Under loss, adopted calls are withdrawn.
+#[test]
+fn regression_lost_reply_of_a_worker_does_not_move_its_calls() {
+    assert_lossy_ok(SimConfig {
+        seed: 11005169953930289711,
+        services: 3,
+        hosts: 1,
+        client_threads: 8,
+        requests: 6,
+        seq_mode: true,
+        noise: false,
+        eof_reads: false,
+        per_connection: true,
+        handoff: vpath_sim::Handoff::Acceptor,
+        unobserved_backend: true,
+        skew_ns: 0,
+        gap_ns: (1000, 50000),
+        max_uses: 2,
+        loss: Some(vpath_sim::Loss { drop_ppm: 10735 }),
+        checkpoint_every: Some(1),
+        teardown: false,
+        ..SimConfig::default()
+    });
+}
+
+/// Found by proptest: a reading thread that went back to the pool made
+/// calls for another request while holding two requests open (so its calls
+/// were ambiguous); the request it then replied to must not look complete.
+#[test]
+fn regression_reused_reader_with_ambiguous_calls_is_not_complete() {
+    assert_lossy_ok(SimConfig {
+        seed: 7591480429430910904,
+        services: 2,
+        hosts: 2,
+        client_threads: 12,
+        requests: 13,
+        seq_mode: false,
+        noise: true,
+        eof_reads: false,
+        per_connection: false,
+        handoff: vpath_sim::Handoff::Reuse,
+        unobserved_clients: true,
+        skew_ns: 1,
+        gap_ns: (1000, 50000),
+        max_uses: 5,
+        teardown: false,
+        ..SimConfig::default()
+    });
+}
