@@ -137,6 +137,8 @@ pub struct SpanRecord {
     pub pid: u32,
     pub tid: u32,
     pub comm: Option<Arc<str>>,
+    /// The process's name: its main thread's comm, where known.
+    pub process: Option<Arc<str>>,
     pub netns: u32,
     pub local: SocketAddr,
     pub remote: SocketAddr,
@@ -751,6 +753,11 @@ impl HostStage {
             pid: e.pid,
             tid: e.tid,
             comm: th.comm.clone(),
+            process: self
+                .comms
+                .get(&e.pid)
+                .filter(|c| c.0 == e.pid)
+                .map(|c| c.1.clone()),
             netns,
             local,
             remote,
@@ -920,6 +927,11 @@ impl HostStage {
                 pid: e.pid,
                 tid: e.tid,
                 comm: th.comm.clone(),
+                process: self
+                    .comms
+                    .get(&e.pid)
+                    .filter(|c| c.0 == e.pid)
+                    .map(|c| c.1.clone()),
                 netns,
                 local,
                 remote,

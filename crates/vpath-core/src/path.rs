@@ -31,6 +31,9 @@ pub struct Span {
     pub pid: Option<u32>,
     pub tid: Option<u32>,
     pub comm: Option<Arc<str>>,
+    /// The process's name (its main thread's comm), where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Arc<str>>,
     pub netns: Option<u32>,
     #[serde(serialize_with = "ser_endpoint", deserialize_with = "de_endpoint")]
     pub local: SocketAddr,

@@ -341,6 +341,7 @@ mod tests {
             pid: Some(r.pid),
             tid: Some(r.tid),
             comm: None,
+            process: None,
             netns: Some(1),
             local: r.local,
             remote: r.remote,

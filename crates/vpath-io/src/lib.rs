@@ -5,9 +5,11 @@
 //! and the analysis; it decides nothing about causality.
 
 pub mod drive;
+pub mod export;
 pub mod sink;
 pub mod source;
 
 pub use drive::analyze;
+pub use export::{DotSink, JaegerSink, MermaidSink, OtlpHttpSink, OtlpJsonSink, PerfettoSink, Tee};
 pub use sink::{JsonlSink, RunInfo, Sink, SummarySink, TextSink};
 pub use source::{open, Source, SourceError, SourceInfo};

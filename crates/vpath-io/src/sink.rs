@@ -228,16 +228,14 @@ impl Summary {
     }
 }
 
-/// A tier: the program and the endpoint it serves.
+/// A tier: the program (its process name, else the thread's) and the
+/// endpoint it serves.
 pub fn tier(s: &Span) -> String {
+    let name = s.process.as_deref().or(s.comm.as_deref()).unwrap_or("?");
     match s.kind {
         SpanKind::Remote => format!("remote {}", fmt_endpoint(&s.local)),
-        SpanKind::Server => format!(
-            "{} {}",
-            s.comm.as_deref().unwrap_or("?"),
-            fmt_endpoint(&s.local)
-        ),
-        SpanKind::Origin => s.comm.as_deref().unwrap_or("?").to_string(),
+        SpanKind::Server => format!("{name} {}", fmt_endpoint(&s.local)),
+        SpanKind::Origin => name.to_string(),
     }
 }
 

@@ -29,6 +29,24 @@ enum Format {
     Text,
     /// One JSON object per path: the stable machine contract.
     Jsonl,
+    /// OTLP/JSON: one ExportTraceServiceRequest per line.
+    OtlpJson,
+    /// Jaeger UI JSON upload.
+    Jaeger,
+    /// Chrome/Perfetto trace-event JSON.
+    Perfetto,
+    /// Tier topology as Graphviz DOT.
+    Dot,
+    /// Tier topology as a Mermaid flowchart.
+    Mermaid,
+}
+
+/// What `live` prints as paths complete (exports that need the whole run,
+/// like Jaeger or Perfetto files, are for `analyze`).
+#[derive(Clone, Copy, ValueEnum)]
+enum LiveFormat {
+    Text,
+    Jsonl,
 }
 
 #[derive(Subcommand)]
@@ -54,6 +72,10 @@ enum Cmd {
         /// Flush a span whose reply has been idle this long (ms, stream time).
         #[arg(long, default_value_t = 1000)]
         idle_flush_ms: u64,
+        /// Also send the paths as OTLP/HTTP protobuf to this collector
+        /// (`http://host[:port][/path]`; port 4318, path /v1/traces by default).
+        #[arg(long, value_name = "URL")]
+        otlp_endpoint: Option<String>,
     },
     /// Record thread and socket activity host-wide with eBPF into a log.
     Record {
@@ -66,7 +88,7 @@ enum Cmd {
     /// Capture and analyze together: print each path as it completes.
     Live {
         #[arg(long, value_enum, default_value = "text")]
-        format: Format,
+        format: LiveFormat,
         #[command(flatten)]
         capture: capture::CaptureArgs,
     },
@@ -138,6 +160,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output: out,
             horizon_ms,
             idle_flush_ms,
+            otlp_endpoint,
         } => {
             let mut sources = Vec::new();
             for f in &files {
@@ -148,7 +171,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (true, _) => Box::new(SummarySink::new(w)),
                 (false, Format::Text) => Box::new(TextSink::new(w)),
                 (false, Format::Jsonl) => Box::new(JsonlSink::new(w)),
+                (false, Format::OtlpJson) => Box::new(vpath_io::OtlpJsonSink::new(w)),
+                (false, Format::Jaeger) => Box::new(vpath_io::JaegerSink::new(w)),
+                (false, Format::Perfetto) => Box::new(vpath_io::PerfettoSink::new(w)),
+                (false, Format::Dot) => Box::new(vpath_io::DotSink::new(w)),
+                (false, Format::Mermaid) => Box::new(vpath_io::MermaidSink::new(w)),
             };
+            if let Some(url) = &otlp_endpoint {
+                let otlp = vpath_io::OtlpHttpSink::new(url)?;
+                sink = Box::new(vpath_io::Tee::new(sink, Box::new(otlp)));
+            }
             let config = Config {
                 horizon_ns: horizon_ms * 1_000_000,
                 idle_flush_ns: idle_flush_ms * 1_000_000,
@@ -158,7 +190,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 errors += 1;
                 eprintln!("vpath: {e}");
             })?;
-            if matches!(format, Format::Jsonl) && !summary {
+            // Text and summary end with it on stdout; machine formats keep
+            // stdout clean and say it on stderr.
+            if !matches!(format, Format::Text) && !summary {
                 eprintln!("{}", vpath_io::sink::health_line(&info));
             }
             Ok(if errors > 0 {
@@ -168,9 +202,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Cmd::Record { output, capture } => capture::record(&capture, &output),
-        Cmd::Live { format, capture } => {
-            capture::live(&capture, matches!(format, Format::Jsonl), Config::default())
-        }
+        Cmd::Live { format, capture } => capture::live(
+            &capture,
+            matches!(format, LiveFormat::Jsonl),
+            Config::default(),
+        ),
         Cmd::Demo {
             quick,
             concurrency,
