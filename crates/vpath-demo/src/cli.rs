@@ -179,6 +179,17 @@ fn report(e: &dyn std::error::Error) {
 
 /// vApp's entry point. `args` are the arguments after the program name,
 /// starting with the subcommand (`tier` or `client`).
+/// Sets the calling thread's name (the process's name, for the main thread).
+fn name_this_thread(name: &str) {
+    let mut buf = [0u8; 16];
+    let n = name.len().min(15);
+    buf[..n].copy_from_slice(&name.as_bytes()[..n]);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, buf.as_ptr() as libc::c_ulong, 0, 0, 0);
+    }
+}
+
 pub fn vapp_main(args: Vec<String>) -> ExitCode {
     match parse(args) {
         Err(e) => {
@@ -186,14 +197,22 @@ pub fn vapp_main(args: Vec<String>) -> ExitCode {
             eprintln!("{USAGE}");
             ExitCode::from(2)
         }
-        Ok(Command::Tier(cfg)) => match run_tier(cfg) {
+        Ok(Command::Tier(cfg)) => match {
+            // The process is named after its tier (its threads already are),
+            // so that paths and topologies group by program.
+            name_this_thread(&cfg.name);
+            run_tier(cfg)
+        } {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 report(&e);
                 ExitCode::FAILURE
             }
         },
-        Ok(Command::Client(cfg)) => match run_client(cfg) {
+        Ok(Command::Client(cfg)) => match {
+            name_this_thread("vapp-client");
+            run_client(cfg)
+        } {
             Ok(s) => {
                 print_summary(&s);
                 if s.errors > 0 {
