@@ -1351,6 +1351,8 @@ fn is_loopback(ip: IpAddr) -> bool {
 /// - a call that began after `cut` may belong to another request (the lost
 ///   event may have been that request's arrival, or this one's reply), so its
 ///   key is withdrawn;
+/// - a server span whose reply was not seen keeps none of its calls (see
+///   below);
 /// - a call adopted from a worker is this request's only if the worker
 ///   replied to nothing else between the call and this reply, which a loss
 ///   may hide, so its key is withdrawn too;
@@ -1358,6 +1360,10 @@ fn is_loopback(ip: IpAddr) -> bool {
 ///   loss, so they are withdrawn too.
 fn mark_lost(rec: &mut SpanRecord, cut: u64) {
     add_issue(&mut rec.issues, Issue::EventsLost);
+    // Without its reply we cannot tell whether the thread kept the request
+    // (its calls are the request's) or handed it off and worked on another
+    // (the lost reply was the evidence): none of its calls can be proven.
+    let no_reply = rec.kind == RecKind::Server && rec.issues.contains(&Issue::NoReply);
     let counted = |k: &Option<LinkKey>| {
         matches!(
             k,
@@ -1371,7 +1377,7 @@ fn mark_lost(rec: &mut SpanRecord, cut: u64) {
         rec.uplink = None;
     }
     for c in rec.calls.iter_mut() {
-        if c.key.is_some() && (counted(&c.key) || c.start_ns > cut || c.adopted) {
+        if c.key.is_some() && (counted(&c.key) || c.start_ns > cut || c.adopted || no_reply) {
             rec.withdrawn.push(c.key.take().unwrap());
             add_issue(&mut c.issues, Issue::EventsLost);
         }

@@ -269,3 +269,30 @@ fn regression_reused_reader_with_ambiguous_calls_is_not_complete() {
         ..SimConfig::default()
     });
 }
+
+/// Found by proptest (100 000 cases): a pool thread read a request, handed
+/// it off and worked on another; the hand-off reply was lost, so nothing
+/// showed the hand-off. A span whose reply was not seen keeps no calls under
+/// loss.
+#[test]
+fn regression_lost_hand_off_reply_leaves_no_edges() {
+    assert_lossy_ok(SimConfig {
+        seed: 11660032898464484743,
+        services: 6,
+        hosts: 4,
+        client_threads: 13,
+        requests: 14,
+        seq_mode: true,
+        noise: true,
+        eof_reads: false,
+        per_connection: true,
+        handoff: vpath_sim::Handoff::Reuse,
+        skew_ns: 0,
+        gap_ns: (1000, 50000),
+        max_uses: 4,
+        loss: Some(vpath_sim::Loss { drop_ppm: 6112 }),
+        checkpoint_every: Some(1),
+        teardown: false,
+        ..SimConfig::default()
+    });
+}
