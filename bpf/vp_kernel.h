@@ -102,6 +102,7 @@ struct files_struct {
 struct task_struct {
 	int pid;
 	int tgid;
+	__u64 start_time;
 	struct files_struct *files;
 	char comm[16];
 };

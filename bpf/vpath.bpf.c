@@ -36,6 +36,9 @@ const volatile __u8 filter_ports = 0;  /* 1: only sockets with a port in PORT_FI
 const volatile __u32 filter_netns = 0; /* non-zero: only this netns inode */
 const volatile __u64 filter_cgroup = 0; /* non-zero: only threads in this cgroup (or below) */
 const volatile __u32 filter_cgroup_level = 0; /* the level of filter_cgroup in the hierarchy */
+/* 1: return right after the filter checks, record nothing (the "events
+ * caught" stage of the overhead dissection; never set for real captures). */
+const volatile __u8 discard_events = 0;
 
 /* Bumped whenever a thread's comm may have changed or a tid may be reused,
  * to invalidate the per-CPU last-thread caches. */
@@ -65,10 +68,16 @@ struct {
 struct vp_last {
 	__u32 tid;
 	__u32 gen;
+	__u64 start;  /* task start_time: a reused tid is another thread */
+	__u64 cgroup; /* the thread's cgroup id when it was cached */
 };
 
-/* Per CPU, the last thread known to be in SEEN_TIDS: skips the hash lookup
- * while one thread runs many syscalls. */
+/* Per CPU, the last thread that passed the thread filters and is known to
+ * be in SEEN_TIDS, with its cgroup id: while one thread runs many syscalls,
+ * its events skip the PID_FILTER and SEEN_TIDS lookups and the cgroup
+ * helper. Keyed by (tid, start_time), so a thread's exit needs no global
+ * invalidation; comm_gen invalidates all CPUs on a rename of a seen
+ * thread, an exec or a cgroup move. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -115,6 +124,14 @@ static __always_inline void vp_count(__u32 idx)
 		*c += 1;
 }
 
+static __always_inline __s32 vp_sysnr_of(struct task_struct *task)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!regs)
+		return VP_SYSNR_UNKNOWN;
+	return (__s32)regs->orig_ax;
+}
+
 static __always_inline __s32 vp_sysnr(void)
 {
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
@@ -146,20 +163,36 @@ static __always_inline int vp_sock_filter_ok(__u32 netns, __u16 lport, __u16 rpo
 	return 1;
 }
 
-/* Sends the current thread's comm unless this thread was seen before. */
-static __always_inline void vp_comm_once(__u64 pid_tgid, __u64 ts)
+/* The per-CPU cache entry, or NULL (never: the array has one entry). */
+static __always_inline struct vp_last *vp_last(void)
 {
 	__u32 zero = 0;
+	return bpf_map_lookup_elem(&LAST_TID, &zero);
+}
+
+/* Caches a thread that passed the thread filters and whose comm was sent.
+ * tid goes last: a program preempting this one on the CPU either misses or
+ * sees the whole entry. */
+static __always_inline void vp_last_set(struct vp_last *last, __u32 tid, __u32 gen, __u64 start,
+					__u64 cgroup)
+{
+	last->tid = 0;
+	asm volatile("" ::: "memory");
+	last->cgroup = cgroup;
+	last->start = start;
+	last->gen = gen;
+	asm volatile("" ::: "memory");
+	last->tid = tid;
+}
+
+/* Cache miss: sends the thread's comm unless SEEN_TIDS has the thread, and
+ * caches the thread unless the comm record was dropped. */
+static __always_inline void vp_comm_miss(struct vp_last *last, __u32 gen, __u64 start, __u64 pid_tgid,
+					 __u64 ts, __u64 cgroup)
+{
 	__u32 tid = (__u32)pid_tgid;
-	__u32 gen = *(volatile __u32 *)&comm_gen;
-	struct vp_last *last = bpf_map_lookup_elem(&LAST_TID, &zero);
-	if (!last)
-		return;
-	if (last->tid == tid && last->gen == gen)
-		return;
 	if (bpf_map_lookup_elem(&SEEN_TIDS, &tid)) {
-		last->tid = tid;
-		last->gen = gen;
+		vp_last_set(last, tid, gen, start, cgroup);
 		return;
 	}
 	__u8 one = 1;
@@ -184,8 +217,21 @@ static __always_inline void vp_comm_once(__u64 pid_tgid, __u64 ts)
 	*(__u64 *)&c->comm[8] = 0;
 	bpf_get_current_comm(c->comm, sizeof(c->comm));
 	bpf_ringbuf_submit(c, BPF_RB_NO_WAKEUP);
-	last->tid = tid;
-	last->gen = gen;
+	vp_last_set(last, tid, gen, start, cgroup);
+}
+
+/* Sends the current thread's comm unless this thread was seen before (for
+ * the per-connection programs, whose thread passed the filters). */
+static __always_inline void vp_comm_once(__u64 pid_tgid, __u64 ts)
+{
+	__u32 gen = *(volatile __u32 *)&comm_gen;
+	struct vp_last *last = vp_last();
+	if (!last)
+		return;
+	__u64 start = bpf_get_current_task_btf()->start_time;
+	if (last->tid == (__u32)pid_tgid && last->gen == gen && last->start == start)
+		return;
+	vp_comm_miss(last, gen, start, pid_tgid, ts, bpf_get_current_cgroup_id());
 }
 
 /* The socket's addresses, read through its BTF pointer (tp_btf programs). */
@@ -259,22 +305,40 @@ static __always_inline struct vp_sock_event *vp_reserve(void)
 static __always_inline int vp_data(unsigned long long *ctx, __u8 op)
 {
 	struct sock *sk = (struct sock *)VP_ARG(ctx, 0);
-	int ret = (int)VP_ARG(ctx, 1);
-	int msg_flags = (int)VP_ARG(ctx, 2);
 
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
-	__u64 ts = bpf_ktime_get_ns();
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!vp_thread_ok(pid_tgid >> 32))
+	/* pid and tgid straight from the task (host namespace values, as
+	 * bpf_get_current_pid_tgid gives), saving a helper call. */
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 pid_tgid = ((__u64)(__u32)task->tgid << 32) | (__u32)task->pid;
+	__u64 start = task->start_time;
+	__u32 gen = *(volatile __u32 *)&comm_gen;
+	struct vp_last *last = vp_last();
+	if (!last)
+		return 0;
+	/* The cached thread passed the thread filters when it was cached; the
+	 * pid set is fixed and a cgroup move invalidates the cache. */
+	int hit = last->tid == (__u32)pid_tgid && last->gen == gen && last->start == start;
+	if (!hit && !vp_thread_ok(pid_tgid >> 32))
 		return 0;
 	struct vp_tuple t;
 	if (!vp_tuple_btf(sk, &t) || !vp_sock_filter_ok(t.netns, t.lport, t.rport))
 		return 0;
+	if (discard_events)
+		return 0;
 
-	vp_comm_once(pid_tgid, ts);
+	__u64 ts = bpf_ktime_get_ns();
+	__u64 cgroup;
+	if (hit) {
+		cgroup = last->cgroup;
+	} else {
+		cgroup = bpf_get_current_cgroup_id();
+		vp_comm_miss(last, gen, start, pid_tgid, ts, cgroup);
+	}
 
-	__u8 flags = (op == VP_OP_RECV && (msg_flags & MSG_PEEK)) ? VP_F_PEEK : 0;
+	int ret = (int)VP_ARG(ctx, 1);
+	__u8 flags = (op == VP_OP_RECV && ((int)VP_ARG(ctx, 2) & MSG_PEEK)) ? VP_F_PEEK : 0;
 	__u32 seq = 0;
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
 	if (tp) {
@@ -297,8 +361,12 @@ static __always_inline int vp_data(unsigned long long *ctx, __u8 op)
 	struct vp_sock_event *e = vp_reserve();
 	if (!e)
 		return 0;
-	vp_fill(e, op, flags, pid_tgid >> 32, (__u32)pid_tgid, ts, bpf_get_current_cgroup_id(),
-		bpf_get_socket_cookie(sk), ret, seq, vp_sysnr(), &t);
+	/* The cookie is made on first use; once made, a plain read. */
+	__u64 cookie = sk->__sk_common.skc_cookie.counter;
+	if (!cookie)
+		cookie = bpf_get_socket_cookie(sk);
+	vp_fill(e, op, flags, pid_tgid >> 32, (__u32)pid_tgid, ts, cgroup, cookie, ret, seq, vp_sysnr_of(task),
+		&t);
 	vp_addrs_btf(e, sk, t.family);
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	return 0;
@@ -347,6 +415,8 @@ int vp_state(unsigned long long *ctx)
 			return 0;
 		if (filter_netns && t.netns != filter_netns)
 			return 0;
+		if (discard_events)
+			return 0;
 		vp_comm_once(pid_tgid, ts);
 		struct vp_conn c = {
 			.pid = pid_tgid >> 32,
@@ -377,6 +447,8 @@ int vp_state(unsigned long long *ctx)
 			if (ret == 0)
 				ret = -ECONNABORTED;
 		}
+		if (discard_events)
+			return 0;
 		struct vp_sock_event *e = vp_reserve();
 		if (!e)
 			return 0;
@@ -404,7 +476,6 @@ int vp_state(unsigned long long *ctx)
 		tid = (__u32)pid_tgid;
 		cgroup = bpf_get_current_cgroup_id();
 		sysnr = vp_sysnr();
-		vp_comm_once(pid_tgid, ts);
 	} else {
 		/* Reset or abortive close: may run in softirq, so `current` is
 		 * not the owner. Reported unattributed; the socket cookie names
@@ -415,6 +486,10 @@ int vp_state(unsigned long long *ctx)
 	}
 	if (!vp_tuple_btf(sk, &t) || !vp_sock_filter_ok(t.netns, t.lport, t.rport))
 		return 0;
+	if (discard_events)
+		return 0;
+	if (by_thread)
+		vp_comm_once(((__u64)pid << 32) | tid, ts);
 	struct vp_sock_event *e = vp_reserve();
 	if (!e)
 		return 0;
@@ -479,6 +554,8 @@ static __always_inline int vp_accept(struct vp_sys_exit_ctx *ctx, __s32 sysnr)
 		return 0;
 	__s64 cookie = 0;
 	VP_READ(cookie, sk->__sk_common.skc_cookie.counter);
+	if (discard_events)
+		return 0;
 
 	vp_comm_once(pid_tgid, ts);
 	struct vp_sock_event *e = vp_reserve();
@@ -524,7 +601,11 @@ SEC("tp_btf/task_rename")
 int vp_task_rename(unsigned long long *ctx)
 {
 	struct task_struct *task = (struct task_struct *)VP_ARG(ctx, 0);
-	vp_forget((__u32)task->pid);
+	__u32 tid = (__u32)task->pid;
+	/* A thread not seen yet (typically one naming itself at start) is in
+	 * no cache: its comm goes out with its first event anyway. */
+	if (bpf_map_lookup_elem(&SEEN_TIDS, &tid) && bpf_map_delete_elem(&SEEN_TIDS, &tid) == 0)
+		__sync_fetch_and_add(&comm_gen, 1);
 	return 0;
 }
 
@@ -539,13 +620,22 @@ int vp_exec(unsigned long long *ctx)
 	return 0;
 }
 
+/* A thread moved to another cgroup: its cached cgroup id is stale. */
+SEC("tp_btf/cgroup_attach_task")
+int vp_cgroup_attach(unsigned long long *ctx)
+{
+	__sync_fetch_and_add(&comm_gen, 1);
+	return 0;
+}
+
 SEC("tp_btf/sched_process_exit")
 int vp_exit(unsigned long long *ctx)
 {
 	struct task_struct *task = (struct task_struct *)VP_ARG(ctx, 0);
 	__u32 tid = (__u32)task->pid;
-	/* Only threads we sent a comm for need forgetting. */
-	if (bpf_map_lookup_elem(&SEEN_TIDS, &tid))
-		vp_forget(tid);
+	/* Forget the thread so a reuse of its tid sends its comm. The per-CPU
+	 * caches need no invalidation: their key has the start time. */
+	if (bpf_map_lookup_elem(&SEEN_TIDS, &tid)) /* lockless for the unseen */
+		bpf_map_delete_elem(&SEEN_TIDS, &tid);
 	return 0;
 }

@@ -3,6 +3,8 @@
 //! so every iteration is two traced syscalls (one send event, one receive
 //! event). Rounds alternate untraced and traced in one run; a last traced
 //! round with `kernel.bpf_stats_enabled=1` gives in-kernel time per program.
+//! Each round also runs the loop with probes that return after their filters
+//! (the "events caught" stage) and times an untraced syscall (getppid).
 //!
 //! Run as root: cargo run --release -p vpath-bpf --example overhead [ITERS] [ROUNDS]
 
@@ -43,14 +45,27 @@ fn pingpong(a: i32, b: i32, iters: u64) -> (f64, f64) {
     (wall, (thread_cpu_ns() - c0) as f64 / iters as f64)
 }
 
+/// CPU ns per getppid(): a syscall no probe traces. Attaching the
+/// classic accept tracepoints puts every syscall of every thread on the
+/// kernel's syscall-tracing slow path; this shows what that costs.
+fn other_syscall(iters: u64) -> f64 {
+    let c0 = thread_cpu_ns();
+    for _ in 0..iters {
+        // SAFETY: getppid has no preconditions.
+        unsafe { libc::getppid() };
+    }
+    (thread_cpu_ns() - c0) as f64 / iters as f64
+}
+
 struct Traced {
     stop: Arc<AtomicBool>,
     handle: std::thread::JoinHandle<(u64, u64, Vec<ProgramStats>)>,
 }
 
-fn start_traced() -> Traced {
+fn start_traced(discard_in_kernel: bool) -> Traced {
     let opts = RecorderOptions {
         exclude_self: false, // the workload is this process
+        discard_in_kernel,
         ..Default::default()
     };
     let mut rec = Recorder::start(&Filters::default(), opts).expect("start recorder (run as root)");
@@ -67,6 +82,13 @@ fn start_traced() -> Traced {
         (n, c.events_dropped, stats)
     });
     Traced { stop, handle }
+}
+
+/// Detaching frees programs and a 16 MiB ring through RCU callbacks that
+/// may run in softirq on the benchmark's CPU and be charged to its thread:
+/// let them finish before the next timed loop.
+fn settle() {
+    std::thread::sleep(std::time::Duration::from_millis(300));
 }
 
 fn set_bpf_stats(on: bool) {
@@ -90,12 +112,23 @@ fn main() {
 
     set_bpf_stats(false);
     let (mut base, mut traced, mut base_cpu, mut traced_cpu) = (vec![], vec![], vec![], vec![]);
+    let (mut other_u, mut other_t, mut caught_cpu) = (vec![], vec![], vec![]);
     for round in 0..rounds {
         let (u, uc) = pingpong(fa, fb, iters);
-        let t = start_traced();
+        other_u.push(other_syscall(iters * 4));
+        // Probes that return after their filters: the cost of catching.
+        let t = start_traced(true);
+        let (_, cc) = pingpong(fa, fb, iters);
+        t.stop.store(true, Ordering::Relaxed);
+        t.handle.join().unwrap();
+        settle();
+        caught_cpu.push(cc);
+        let t = start_traced(false);
         let (tr, tc) = pingpong(fa, fb, iters);
+        other_t.push(other_syscall(iters * 4));
         t.stop.store(true, Ordering::Relaxed);
         let (events, dropped, _) = t.handle.join().unwrap();
+        settle();
         println!(
             "round {round}: untraced {u:7.1} wall {uc:7.1} cpu ns/iter | traced {tr:7.1} wall {tc:7.1} cpu ns/iter | events {events} dropped {dropped}"
         );
@@ -120,8 +153,19 @@ fn main() {
         );
     }
 
+    let (mb, mc) = (median(&mut base_cpu), median(&mut caught_cpu));
+    println!(
+        "median cpu, probes discarding after their filters: {mc:.1} ns/iter, added {:.1} ns per traced syscall",
+        (mc - mb) / 2.0
+    );
+    let (ou, ot) = (median(&mut other_u), median(&mut other_t));
+    println!(
+        "median cpu per untraced syscall (getppid): {ou:.1} ns without probes, {ot:.1} ns with, added {:.1} ns",
+        ot - ou
+    );
+
     set_bpf_stats(true);
-    let t = start_traced();
+    let t = start_traced(false);
     pingpong(fa, fb, iters);
     t.stop.store(true, Ordering::Relaxed);
     let (_, _, stats) = t.handle.join().unwrap();

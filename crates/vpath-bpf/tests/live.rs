@@ -705,3 +705,138 @@ fn last_bytes_with_fin_keep_their_position() {
     }
     assert_eq!(checked, ROUNDS);
 }
+
+fn set_thread_name(name: &str) {
+    let c = std::ffi::CString::new(name).unwrap();
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    let rc = unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr() as libc::c_ulong, 0, 0, 0) };
+    assert_eq!(rc, 0, "prctl(PR_SET_NAME)");
+}
+
+/// The per-CPU thread cache must not hide a rename (the comm goes out
+/// again), and short-lived threads on the same connection each get their
+/// own comm record once, even when they run back to back on one CPU.
+#[test]
+fn renamed_and_short_lived_threads_send_their_comm() {
+    if !have_root("renamed_and_short_lived_threads_send_their_comm") {
+        return;
+    }
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    const THREADS: usize = 20;
+    let mut renamed_tid = 0;
+    let mut short_tids = Vec::new();
+    let (records, _) = record(vec![port], opts(), || {
+        let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let (cfd, sfd) = (c.as_raw_fd(), s.as_raw_fd());
+        let mut b = [0u8; 8];
+        renamed_tid = std::thread::Builder::new()
+            .name("vp-before".into())
+            .spawn(move || {
+                let mut b = [0u8; 8];
+                for _ in 0..3 {
+                    assert_eq!(c_write(cfd, b"ab"), 2);
+                    assert_eq!(c_read(sfd, &mut b), 2);
+                }
+                set_thread_name("vp-after");
+                for _ in 0..3 {
+                    assert_eq!(c_write(cfd, b"cd"), 2);
+                    assert_eq!(c_read(sfd, &mut b), 2);
+                }
+                gettid()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        for i in 0..THREADS {
+            let tid = std::thread::Builder::new()
+                .name(format!("vp-short{i}"))
+                .spawn(move || {
+                    assert_eq!(c_write(cfd, b"x"), 1);
+                    gettid()
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            short_tids.push(tid);
+            assert_eq!(c_read(sfd, &mut b[..1]), 1);
+        }
+        drop((c, s));
+    });
+    check_ordering(&records);
+    let comms = |tid: u32| -> Vec<String> {
+        records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Thread(t) if t.tid == tid => Some(t.comm.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(comms(renamed_tid), ["vp-before", "vp-after"]);
+    let evs = events(&records);
+    assert_eq!(evs.iter().filter(|e| e.tid == renamed_tid).count(), 12);
+    for (i, &tid) in short_tids.iter().enumerate() {
+        assert_eq!(comms(tid), [format!("vp-short{i}")], "thread {i} ({tid})");
+        let mine: Vec<&Event> = evs.iter().filter(|e| e.tid == tid).collect();
+        assert_eq!(mine.len(), 1, "thread {i}: {mine:?}");
+        assert_eq!((mine[0].op, mine[0].ret), (Op::Send, 1));
+    }
+}
+
+/// The dissection modes: with `discard_in_kernel` nothing is produced;
+/// `poll_discard` consumes records without handing them out.
+#[test]
+fn overhead_dissection_modes() {
+    if !have_root("overhead_dissection_modes") {
+        return;
+    }
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let traffic = |n: usize| {
+        let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let mut b = [0u8; 1];
+        for _ in 0..n {
+            assert_eq!(c_write(c.as_raw_fd(), b"z"), 1);
+            assert_eq!(c_read(s.as_raw_fd(), &mut b), 1);
+        }
+    };
+    let filters = Filters {
+        ports: vec![port],
+        ..Default::default()
+    };
+    let discard = RecorderOptions {
+        discard_in_kernel: true,
+        ..opts()
+    };
+    let mut rec = Recorder::start(&filters, discard).expect("start recorder");
+    traffic(50);
+    assert_eq!(rec.poll_discard(), 0);
+    let mut out = Vec::new();
+    let c = rec.stop(&mut |r| out.push(r)).unwrap();
+    assert_eq!(c, Counters::default(), "discarding probes produced records");
+    assert!(events(&out).is_empty());
+
+    let mut rec = Recorder::start(&filters, opts()).expect("start recorder");
+    traffic(50);
+    // 100 data events, connect, accept, two closes (FIN_WAIT1, LAST_ACK),
+    // and a comm record for this thread.
+    let n = rec.poll_discard();
+    let mut out = Vec::new();
+    let c = rec.stop(&mut |r| out.push(r)).unwrap();
+    // (Comm records of other tests' connecting threads may come too: a
+    // connect's ports are not known when its comm goes out.)
+    assert_eq!(c.events_emitted, 104, "{c:?}");
+    assert!(c.comms_emitted >= 1, "{c:?}");
+    let handed_out = out
+        .iter()
+        .filter(|r| !matches!(r, Record::Checkpoint(_)))
+        .count();
+    assert_eq!(
+        n + handed_out as u64,
+        c.events_emitted + c.comms_emitted,
+        "{c:?}"
+    );
+}

@@ -191,42 +191,45 @@ fn name_this_thread(name: &str) {
 }
 
 pub fn vapp_main(args: Vec<String>) -> ExitCode {
-    match parse(args) {
+    let cmd = match parse(args) {
+        Ok(cmd) => cmd,
         Err(e) => {
             report(&e);
             eprintln!("{USAGE}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
         }
-        Ok(Command::Tier(cfg)) => match {
-            // The process is named after its tier (its threads already are),
-            // so that paths and topologies group by program.
+    };
+    // The process is named after its tier (its threads already are), so
+    // that paths and topologies group by program.
+    match cmd {
+        Command::Tier(cfg) => {
             name_this_thread(&cfg.name);
-            run_tier(cfg)
-        } {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                report(&e);
-                ExitCode::FAILURE
-            }
-        },
-        Ok(Command::Client(cfg)) => match {
-            name_this_thread("vapp-client");
-            run_client(cfg)
-        } {
-            Ok(s) => {
-                print_summary(&s);
-                if s.errors > 0 {
-                    eprintln!("vapp: client: {} requests failed", s.errors);
+            match run_tier(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    report(&e);
                     ExitCode::FAILURE
-                } else {
-                    ExitCode::SUCCESS
                 }
             }
-            Err(e) => {
-                report(&e);
-                ExitCode::FAILURE
+        }
+        Command::Client(cfg) => {
+            name_this_thread("vapp-client");
+            match run_client(cfg) {
+                Ok(s) => {
+                    print_summary(&s);
+                    if s.errors > 0 {
+                        eprintln!("vapp: client: {} requests failed", s.errors);
+                        ExitCode::FAILURE
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    report(&e);
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
     }
 }
 

@@ -131,6 +131,71 @@ pub struct LoadStats {
     pub p99_us: f64,
 }
 
+/// One stage of the overhead dissection: each adds one piece of the
+/// recorder's work to the one before (the paper's dissection table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// No probes.
+    Untraced,
+    /// Probes attached; they run their filters, then return (nothing is
+    /// recorded): the cost of catching events.
+    EventsCaught,
+    /// Events submitted to the ring buffer and drained by user space
+    /// without parsing.
+    RingTransfer,
+    /// Parsed, ordered and checkpointed by the Recorder (the full in-memory
+    /// capture; what `traced` reports).
+    Recorded,
+    /// `vpath record`: the same, written to a binary log file.
+    LogWritten,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 5] = [
+        Stage::Untraced,
+        Stage::EventsCaught,
+        Stage::RingTransfer,
+        Stage::Recorded,
+        Stage::LogWritten,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Untraced => "untraced",
+            Stage::EventsCaught => "events caught",
+            Stage::RingTransfer => "ring-buffer transfer",
+            Stage::Recorded => "parsed and ordered",
+            Stage::LogWritten => "writing the log",
+        }
+    }
+}
+
+/// Load statistics of one stage, and its change against `untraced`.
+#[derive(Clone, Debug, Serialize)]
+pub struct StageStats {
+    pub stage: Stage,
+    pub label: &'static str,
+    #[serde(flatten)]
+    pub load: LoadStats,
+    pub throughput_loss_pct: f64,
+    pub p50_increase_pct: f64,
+    pub p99_increase_pct: f64,
+    /// Events that reached user space (read from the ring, or written to
+    /// the log) and events dropped in the kernel, over the stage's passes.
+    pub events: u64,
+    pub events_dropped: u64,
+    /// Throughput of each pass, and the loss computed from the medians of
+    /// the per-pass values (steadier than totals on a shared machine).
+    pub pass_throughputs: Vec<f64>,
+    pub median_throughput_loss_pct: f64,
+    /// CPU time of the user-space reader (the demo's polling thread, or
+    /// the `vpath record` process), as % of one core over the passes, and
+    /// per event it received.
+    pub reader_cpu_pct: f64,
+    pub reader_cpu_ns_per_event: f64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Overhead {
     pub model: Model,
@@ -149,6 +214,10 @@ pub struct Overhead {
     pub events_dropped: u64,
     /// `quantile,untraced_us,traced_us`.
     pub cdf_csv: PathBuf,
+    /// The dissection, in [`Stage`] order: passes of all stages alternate
+    /// in one run. `writing the log` is absent when the demo does not run
+    /// from the vpath binary (no `vpath record` to run).
+    pub stages: Vec<StageStats>,
 }
 
 /// What the demo found.
@@ -250,6 +319,45 @@ impl DemoReport {
                 o.events_dropped,
                 o.cdf_csv.display()
             ));
+            if !o.stages.is_empty() {
+                s.push_str(&format!(
+                    "\n  Dissection (stages alternate, {} passes each):\n",
+                    o.untraced.passes
+                ));
+                s.push_str(&format!(
+                    "  {:<22} {:>8} {:>7} {:>7} {:>8} {:>7} {:>8} {:>7} {:>10} {:>7} {:>7}\n",
+                    "stage",
+                    "req/s",
+                    "change",
+                    "median",
+                    "p50 us",
+                    "change",
+                    "p99 us",
+                    "change",
+                    "events",
+                    "rd cpu",
+                    "ns/ev"
+                ));
+                for st in &o.stages {
+                    s.push_str(&format!(
+                        "  {:<22} {:>8.0} {:>6.1}% {:>6.1}% {:>8.1} {:>6.1}% {:>8.1} {:>6.1}% {:>10} {:>6.1}% {:>7.0}\n",
+                        st.label,
+                        st.load.throughput,
+                        -st.throughput_loss_pct,
+                        -st.median_throughput_loss_pct,
+                        st.load.p50_us,
+                        st.p50_increase_pct,
+                        st.load.p99_us,
+                        st.p99_increase_pct,
+                        st.events,
+                        st.reader_cpu_pct,
+                        st.reader_cpu_ns_per_event
+                    ));
+                }
+                s.push_str(
+                    "  (change: of total req/s; median: of per-pass req/s; rd cpu: the user-space reader, % of one core)\n",
+                );
+            }
         }
         s.push('\n');
         s.push_str(&self.summary());
@@ -585,34 +693,150 @@ impl Ctx<'_> {
         Ok(r)
     }
 
+    /// The vpath binary, when the demo runs from it (`tier_cmd` is
+    /// `[vpath, "__vapp"]`): the log stage runs its `record` command.
+    fn vpath_exe(&self) -> Option<&str> {
+        match self.opts.tier_cmd.as_slice() {
+            [exe, sub] if sub == "__vapp" => Some(exe.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Starts `vpath record` for `pids` and waits until its probes are
+    /// attached (it creates the log file only after attaching).
+    fn start_log_recorder(
+        &self,
+        dir: &FsPath,
+        tag: &str,
+        pids: &[u32],
+    ) -> anyhow::Result<(std::process::Child, PathBuf)> {
+        let exe = self.vpath_exe().context("no vpath binary to run")?;
+        let log = dir.join(format!("{tag}.vplog"));
+        let _ = std::fs::remove_file(&log);
+        let err_path = dir.join(format!("{tag}.record.err"));
+        let err = std::fs::File::create(&err_path)
+            .with_context(|| format!("creating {}", err_path.display()))?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("record").arg("--output").arg(&log);
+        for p in pids {
+            cmd.arg("--pid").arg(p.to_string());
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("running {exe} record"))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !log.exists() {
+            let failed = match child.try_wait() {
+                Ok(Some(st)) => Some(st.to_string()),
+                Ok(None) => None,
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(st) = failed {
+                let e = std::fs::read_to_string(&err_path).unwrap_or_default();
+                bail!("vpath record exited at start ({st}): {}", e.trim());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("vpath record did not start within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok((child, err_path))
+    }
+
+    /// Stops `vpath record` (SIGINT) and returns (events written, lost)
+    /// from its closing line.
+    fn stop_log_recorder(
+        mut child: std::process::Child,
+        err_path: &FsPath,
+    ) -> anyhow::Result<(u64, u64, u64)> {
+        let cpu = process_cpu_ns(child.id());
+        // SAFETY: kill has no memory preconditions; the pid is our child's,
+        // not yet waited for.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let st = loop {
+            if let Some(st) = child.try_wait().context("waiting for vpath record")? {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("vpath record did not stop within 10 s of SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let text = std::fs::read_to_string(err_path).unwrap_or_default();
+        if !st.success() {
+            bail!("vpath record failed ({st}): {}", text.trim());
+        }
+        let (written, lost) = parse_record_summary(&text);
+        Ok((written, lost, cpu))
+    }
+
     fn one_load_pass(
         &mut self,
         dir: &FsPath,
         tag: &str,
         duration: Duration,
-        trace: Option<&[u32]>,
-        counts: &mut (u64, u64),
+        stage: Stage,
+        tiers: &[u32],
+        counts: &mut (u64, u64, u64),
     ) -> anyhow::Result<(ClientSummary, Vec<u64>)> {
         let cpid = self.start_client(dir, tag, duration, false, true)?;
-        let mut rec = match trace {
-            Some(p) => {
-                let mut pids = p.to_vec();
-                pids.push(cpid);
-                Some(self.recorder_for(&pids)?)
+        let mut pids = tiers.to_vec();
+        pids.push(cpid);
+        let mut rec = match stage {
+            Stage::EventsCaught | Stage::RingTransfer | Stage::Recorded => {
+                let f = Filters {
+                    pids: pids.clone(),
+                    ..Default::default()
+                };
+                let opts = RecorderOptions {
+                    discard_in_kernel: stage == Stage::EventsCaught,
+                    ..RecorderOptions::default()
+                };
+                Some(Recorder::start(&f, opts).context("starting the eBPF recorder")?)
             }
-            None => None,
+            Stage::Untraced | Stage::LogWritten => None,
         };
-        self.go(cpid)?;
+        let mut logger = match stage {
+            Stage::LogWritten => Some(self.start_log_recorder(dir, tag, &pids)?),
+            _ => None,
+        };
+        // The log recorder's CPU from here on (its start-up is not counted).
+        let log_cpu0 = logger.as_ref().map_or(0, |(c, _)| process_cpu_ns(c.id()));
+        let go = self.go(cpid);
+        let cpu0 = thread_cpu_ns();
         let timeout = duration + Duration::from_secs(30);
-        let summary = self.finish_client(cpid, dir, tag, timeout, || {
-            match rec.as_mut() {
-                Some(r) => {
-                    r.poll(&mut |_| {}).context("polling the recorder")?;
+        let summary = go.and_then(|()| {
+            self.finish_client(cpid, dir, tag, timeout, || {
+                match rec.as_mut() {
+                    Some(r) if stage == Stage::Recorded => {
+                        r.poll(&mut |_| {}).context("polling the recorder")?;
+                    }
+                    Some(r) => {
+                        r.poll_discard();
+                    }
+                    None => std::thread::sleep(Duration::from_millis(20)),
                 }
-                None => std::thread::sleep(Duration::from_millis(20)),
-            }
-            Ok(())
-        })?;
+                Ok(())
+            })
+        });
+        if rec.is_some() {
+            counts.2 += thread_cpu_ns().saturating_sub(cpu0);
+        }
+        if let Some((child, err_path)) = logger.take() {
+            let (written, lost, cpu) = Self::stop_log_recorder(child, &err_path)?;
+            counts.0 += written;
+            counts.1 += lost;
+            counts.2 += cpu.saturating_sub(log_cpu0);
+        }
+        let summary = summary?;
         if let Some(r) = rec {
             let c = r.stop(&mut |_| {}).context("stopping the recorder")?;
             counts.0 += c.events_delivered();
@@ -638,28 +862,83 @@ impl Ctx<'_> {
         running: &Running,
         dir: &FsPath,
     ) -> anyhow::Result<Overhead> {
-        let mut counts = (0, 0);
+        let mut scratch = (0, 0, 0);
         if !o.warmup.is_zero() {
-            self.one_load_pass(dir, "warmup", o.warmup, None, &mut counts)?;
+            self.one_load_pass(dir, "warmup", o.warmup, Stage::Untraced, &[], &mut scratch)?;
         }
-        let (mut lat_u, mut lat_t) = (Vec::new(), Vec::new());
-        let mut reqs = [0u64; 2];
-        let mut secs = [0f64; 2];
-        for i in 0..2 * o.passes {
-            let traced = i % 2 == 1;
-            let tag = format!("pass{i}-{}", if traced { "traced" } else { "untraced" });
-            let trace = traced.then_some(running.pids.as_slice());
-            let (s, l) = self.one_load_pass(dir, &tag, o.pass_duration, trace, &mut counts)?;
-            let k = traced as usize;
-            reqs[k] += s.requests;
-            secs[k] += s.elapsed_ns as f64 / 1e9;
-            if traced { &mut lat_t } else { &mut lat_u }.extend(l);
+        let stages: Vec<Stage> = Stage::ALL
+            .into_iter()
+            .filter(|s| *s != Stage::LogWritten || self.vpath_exe().is_some())
+            .collect();
+        let n = stages.len();
+        let mut lat: Vec<Vec<u64>> = vec![Vec::new(); n];
+        let mut reqs = vec![0u64; n];
+        let mut secs = vec![0f64; n];
+        let mut counts = vec![(0u64, 0u64, 0u64); n];
+        let mut pass_tp: Vec<Vec<f64>> = vec![Vec::new(); n];
+        // Rounds of all stages in turn, so that drift in the machine's load
+        // spreads over every stage alike.
+        for round in 0..o.passes {
+            for (k, &stage) in stages.iter().enumerate() {
+                let tag = format!("pass{round}-{:?}", stage).to_lowercase();
+                let (s, l) = self.one_load_pass(
+                    dir,
+                    &tag,
+                    o.pass_duration,
+                    stage,
+                    &running.pids,
+                    &mut counts[k],
+                )?;
+                reqs[k] += s.requests;
+                let sec = s.elapsed_ns as f64 / 1e9;
+                secs[k] += sec;
+                pass_tp[k].push(if sec > 0.0 {
+                    s.requests as f64 / sec
+                } else {
+                    0.0
+                });
+                lat[k].extend(l);
+            }
         }
-        let u = load_stats(&mut lat_u, o.passes, reqs[0], secs[0]);
-        let t = load_stats(&mut lat_t, o.passes, reqs[1], secs[1]);
         let pct = |a: f64, b: f64| if a > 0.0 { 100.0 * (b - a) / a } else { 0.0 };
+        let base_median = median(&pass_tp[0]);
+        let mut out: Vec<StageStats> = Vec::new();
+        for (k, &stage) in stages.iter().enumerate() {
+            let load = load_stats(&mut lat[k], o.passes, reqs[k], secs[k]);
+            let base = out.first().map(|b| b.load.clone()).unwrap_or(load.clone());
+            out.push(StageStats {
+                stage,
+                label: stage.label(),
+                throughput_loss_pct: -pct(base.throughput, load.throughput),
+                p50_increase_pct: pct(base.p50_us, load.p50_us),
+                p99_increase_pct: pct(base.p99_us, load.p99_us),
+                median_throughput_loss_pct: -pct(base_median, median(&pass_tp[k])),
+                reader_cpu_pct: if secs[k] > 0.0 {
+                    100.0 * counts[k].2 as f64 / 1e9 / secs[k]
+                } else {
+                    0.0
+                },
+                reader_cpu_ns_per_event: if counts[k].0 > 0 {
+                    counts[k].2 as f64 / counts[k].0 as f64
+                } else {
+                    0.0
+                },
+                pass_throughputs: std::mem::take(&mut pass_tp[k]),
+                load,
+                events: counts[k].0,
+                events_dropped: counts[k].1,
+            });
+        }
+        let iu = 0;
+        let it = stages
+            .iter()
+            .position(|s| *s == Stage::Recorded)
+            .context("no recorded stage")?;
+        let u = out[iu].load.clone();
+        let t = out[it].load.clone();
         let cdf_csv = dir.join("latency-cdf.csv");
-        write_cdf(&cdf_csv, &mut lat_u, &mut lat_t)?;
+        let (lu, lt) = lat.split_at_mut(it);
+        write_cdf(&cdf_csv, &mut lu[iu], &mut lt[0])?;
         Ok(Overhead {
             model: o.model,
             concurrency: self.opts.concurrency,
@@ -671,11 +950,74 @@ impl Ctx<'_> {
             p99_increase_pct: pct(u.p99_us, t.p99_us),
             untraced: u,
             traced: t,
-            events_delivered: counts.0,
-            events_dropped: counts.1,
+            events_delivered: counts[it].0,
+            events_dropped: counts[it].1,
             cdf_csv,
+            stages: out,
         })
     }
+}
+
+/// CPU time of the calling thread, ns.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec pointer.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// User + system CPU time of a live process, ns, from /proc/PID/stat
+/// (clock-tick resolution); 0 if unreadable.
+fn process_cpu_ns(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the ")" closing the command name: state is field 3,
+    // utime and stime are fields 14 and 15.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return 0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as u64 } else { 100 };
+    (ticks(11) + ticks(12)) * 1_000_000_000 / hz
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// (events written, events lost) from `vpath record`'s closing line
+/// "vpath: recorded N events in S s to F (M lost in the kernel...)";
+/// zeros when the line is not there.
+fn parse_record_summary(text: &str) -> (u64, u64) {
+    let Some(line) = text.lines().rev().find(|l| l.contains("recorded ")) else {
+        return (0, 0);
+    };
+    let num_after = |key: &str| -> Option<u64> {
+        let i = line.find(key)? + key.len();
+        line[i..].split_whitespace().next()?.parse().ok()
+    };
+    let written = num_after("recorded ").unwrap_or(0);
+    let lost = line
+        .rfind('(')
+        .and_then(|i| line[i + 1..].split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    (written, lost)
 }
 
 fn quantile(sorted: &[u64], q: f64) -> u64 {
@@ -837,6 +1179,74 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stages_serialize_with_their_names_and_changes() {
+        let load = |t: f64| LoadStats {
+            passes: 1,
+            requests: t as u64,
+            throughput: t,
+            p50_us: 100.0 * 1000.0 / t,
+            p99_us: 300.0 * 1000.0 / t,
+            ..Default::default()
+        };
+        let st = StageStats {
+            stage: Stage::RingTransfer,
+            label: Stage::RingTransfer.label(),
+            load: load(900.0),
+            throughput_loss_pct: 10.0,
+            p50_increase_pct: 11.1,
+            p99_increase_pct: 11.1,
+            events: 5,
+            events_dropped: 1,
+            pass_throughputs: vec![900.0],
+            median_throughput_loss_pct: 10.0,
+            reader_cpu_pct: 1.5,
+            reader_cpu_ns_per_event: 300.0,
+        };
+        let j = serde_json::to_value(&st).unwrap();
+        assert_eq!(j["stage"], "ring_transfer");
+        assert_eq!(j["label"], "ring-buffer transfer");
+        assert_eq!(j["throughput"], 900.0);
+        assert_eq!(j["throughput_loss_pct"], 10.0);
+        assert_eq!(j["events"], 5);
+        assert_eq!(j["reader_cpu_ns_per_event"], 300.0);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&[]), 0.0);
+        assert!(process_cpu_ns(std::process::id()) < 3_600_000_000_000);
+        assert!(thread_cpu_ns() > 0);
+        let names: Vec<String> = Stage::ALL
+            .iter()
+            .map(|s| {
+                serde_json::to_value(s)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "untraced",
+                "events_caught",
+                "ring_transfer",
+                "recorded",
+                "log_written"
+            ]
+        );
+    }
+
+    #[test]
+    fn record_summary_line_is_parsed() {
+        let t = "noise\nvpath: recorded 123456 events in 5.0 s to /x/p.vplog (7 lost in the kernel: paths touched by the loss will be marked incomplete)\n";
+        assert_eq!(parse_record_summary(t), (123456, 7));
+        let t = "vpath: recorded 9 events in 5.0 s to /x (0 lost in the kernel)";
+        assert_eq!(parse_record_summary(t), (9, 0));
+        assert_eq!(parse_record_summary("vpath: error: boom"), (0, 0));
+        assert_eq!(parse_record_summary(""), (0, 0));
+    }
 
     #[test]
     fn stats_and_cdf_are_computed_from_the_samples() {
