@@ -56,7 +56,7 @@ pub struct OverheadOptions {
 
 impl DemoOptions {
     /// The full demo: three models, concurrency 8, 3 s recorded per model,
-    /// 3 + 3 overhead passes of 5 s.
+    /// overhead measured as 3 passes of 5 s per stage, stages alternating.
     pub fn new(tier_cmd: Vec<String>) -> DemoOptions {
         DemoOptions {
             tier_cmd,
