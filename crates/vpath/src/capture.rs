@@ -32,7 +32,10 @@ pub struct CaptureArgs {
     /// Only connections with this local or remote port (repeatable).
     #[arg(long = "port")]
     pub ports: Vec<u16>,
-    /// Ring buffer size in bytes (a power of two, at least a page).
+    /// Ring buffer size in bytes (a power of two, at least a page). The
+    /// reader drains it every 20 ms, so it must hold a 20 ms burst (about
+    /// 80 bytes per event); drops are counted and the paths they touch are
+    /// marked incomplete.
     #[arg(long, default_value_t = 16 << 20)]
     pub ring_bytes: u32,
     /// Run this command and record until it exits (the whole host is still
