@@ -33,9 +33,9 @@ pub struct CaptureArgs {
     #[arg(long = "port")]
     pub ports: Vec<u16>,
     /// Ring buffer size in bytes (a power of two, at least a page). The
-    /// reader drains it every 20 ms, so it must hold a 20 ms burst (104 bytes
-    /// per event: 96 and the ring's 8-byte header); drops are counted and the paths they touch are
-    /// marked incomplete.
+    /// reader drains it every 20 ms, so it must hold a 20 ms burst (104
+    /// bytes per event: 96 and the ring's 8-byte header); drops are counted
+    /// and the paths they touch are marked incomplete.
     #[arg(long, default_value_t = 16 << 20)]
     pub ring_bytes: u32,
     /// Run this command and record until it exits (the whole host is still
