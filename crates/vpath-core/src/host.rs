@@ -735,7 +735,6 @@ impl HostStage {
             pos,
         });
         let id = self.new_id();
-        let th = &self.threads[&e.tid];
         let mut issues = Vec::new();
         if uplink.is_none() {
             issues.push(Issue::Unaligned);
@@ -746,32 +745,10 @@ impl HostStage {
         // A thread may hold several requests open (an event loop, or an IO
         // thread handing requests to workers); that is ambiguous only for
         // calls it makes meanwhile, which `client_send` marks.
-        let rec = SpanRecord {
-            id,
-            kind: RecKind::Server,
-            host: self.name.clone(),
-            pid: e.pid,
-            tid: e.tid,
-            comm: th.comm.clone(),
-            process: self
-                .comms
-                .get(&e.pid)
-                .filter(|c| c.0 == e.pid)
-                .map(|c| c.1.clone()),
-            netns,
-            local,
-            remote,
-            start_ns: e.ts_ns,
-            end_ns: e.ts_ns,
-            bytes_in: e.moved(),
-            bytes_out: 0,
-            uplink,
-            calls: Vec::new(),
-            issues,
-            withdrawn: Vec::new(),
-            adopted: Vec::new(),
-        };
-        let win_start = th.history_from();
+        let mut rec = self.new_record(id, RecKind::Server, e, netns, local, remote, issues);
+        rec.bytes_in = e.moved();
+        rec.uplink = uplink;
+        let win_start = self.threads[&e.tid].history_from();
         self.recs.insert(
             id,
             OpenRec {
@@ -786,6 +763,45 @@ impl HostStage {
         );
         self.threads.get_mut(&e.tid).unwrap().spans.push(id);
         self.socks.get_mut(&e.sock).unwrap().cur = Cur::Span(id);
+    }
+
+    /// A record opened by event `e` of its thread, before its first bytes.
+    #[allow(clippy::too_many_arguments)]
+    fn new_record(
+        &self,
+        id: RecId,
+        kind: RecKind,
+        e: &Event,
+        netns: u32,
+        local: SocketAddr,
+        remote: SocketAddr,
+        issues: Vec<Issue>,
+    ) -> SpanRecord {
+        SpanRecord {
+            id,
+            kind,
+            host: self.name.clone(),
+            pid: e.pid,
+            tid: e.tid,
+            comm: self.threads.get(&e.tid).and_then(|t| t.comm.clone()),
+            process: self
+                .comms
+                .get(&e.pid)
+                .filter(|c| c.0 == e.pid)
+                .map(|c| c.1.clone()),
+            netns,
+            local,
+            remote,
+            start_ns: e.ts_ns,
+            end_ns: e.ts_ns,
+            bytes_in: 0,
+            bytes_out: 0,
+            uplink: None,
+            calls: Vec::new(),
+            issues,
+            withdrawn: Vec::new(),
+            adopted: Vec::new(),
+        }
     }
 
     fn server_send(
@@ -901,7 +917,6 @@ impl HostStage {
             adopted: false,
             issues: call_issues,
         };
-        let _ = &self.threads[&e.tid];
         let parent = if active.len() == 1 {
             let id = active[0];
             let r = self.recs.get_mut(&id).unwrap();
@@ -919,32 +934,9 @@ impl HostStage {
             }
             let ambiguous = active.clone();
             let id = self.new_id();
+            let mut rec = self.new_record(id, RecKind::Origin, e, netns, local, remote, issues);
+            rec.calls.push(call);
             let th = &self.threads[&e.tid];
-            let rec = SpanRecord {
-                id,
-                kind: RecKind::Origin,
-                host: self.name.clone(),
-                pid: e.pid,
-                tid: e.tid,
-                comm: th.comm.clone(),
-                process: self
-                    .comms
-                    .get(&e.pid)
-                    .filter(|c| c.0 == e.pid)
-                    .map(|c| c.1.clone()),
-                netns,
-                local,
-                remote,
-                start_ns: e.ts_ns,
-                end_ns: e.ts_ns,
-                bytes_in: 0,
-                bytes_out: 0,
-                uplink: None,
-                calls: vec![call],
-                issues,
-                withdrawn: Vec::new(),
-                adopted: Vec::new(),
-            };
             let win_start = if th.established {
                 th.last_ns
             } else {
