@@ -192,8 +192,8 @@ enum Role {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Dir {
-    Out,
-    In,
+    Out = 0,
+    In = 1,
 }
 
 /// Who owns the exchange in progress on a socket.
@@ -222,6 +222,8 @@ struct Sock {
     msgs_out: u64,
     msgs_in: u64,
     dir: Option<Dir>,
+    /// Stream position expected next, per direction (Out, In), where known.
+    next_seq: [Option<u32>; 2],
     cur: Cur,
 }
 
@@ -478,6 +480,7 @@ impl HostStage {
             msgs_out: 0,
             msgs_in: 0,
             dir: None,
+            next_seq: [None; 2],
             cur: Cur::None,
         });
         // A tuple learnt late (connect before the port was bound), or lost
@@ -506,6 +509,7 @@ impl HostStage {
         s.msgs_in = 0;
         s.msgs_out = 0;
         s.dir = None;
+        s.next_seq = [None; 2];
         s.guessed = false;
         if e.op == Op::Connect {
             s.role = Role::Client;
@@ -603,7 +607,11 @@ impl HostStage {
         // Message boundary and position of this operation's first byte.
         let (role, new_msg, pos) = {
             let s = self.socks.get_mut(&e.sock).unwrap();
-            let new_msg = s.dir != Some(dir);
+            let d = dir as usize;
+            // A gap in the stream (bytes we did not see) ends a message: what
+            // follows is not known to belong to it.
+            let gap = e.has_seq() && s.next_seq[d].is_some_and(|n| n != e.seq);
+            let new_msg = s.dir != Some(dir) || gap;
             // Incarnations matter only where positions are counted here.
             if s.aligned && s.inc.is_none() && !e.has_seq() {
                 let c = self.incs.entry((s.local, s.remote, s.scope)).or_insert(0);
@@ -634,6 +642,7 @@ impl HostStage {
                 None
             };
             *off += e.moved();
+            s.next_seq[d] = e.has_seq().then(|| e.seq.wrapping_add(e.moved() as u32));
             s.dir = Some(dir);
             (s.role, new_msg, pos)
         };
@@ -855,14 +864,15 @@ impl HostStage {
         let cur = self.socks[&e.sock].cur;
         if !new_msg {
             if let Cur::Call(id, idx) = cur {
-                if let Some(r) = self.recs.get_mut(&id) {
+                // More of the request in progress, by the thread writing it.
+                // Another thread writing on the connection starts a request of
+                // its own (a pooled connection changed hands while the reply
+                // of the last call went unseen).
+                if let Some(r) = self.recs.get_mut(&id).filter(|r| r.rec.tid == e.tid) {
                     let c = &mut r.rec.calls[idx as usize];
                     c.bytes_out += e.moved();
                     c.end_ns = e.ts_ns;
                     r.last_ns = e.ts_ns;
-                    if r.rec.tid != e.tid {
-                        add_issue(&mut r.rec.issues, Issue::HandOff);
-                    }
                     return;
                 }
             }
@@ -1416,11 +1426,14 @@ impl LossSet {
         self.first_overlap(from, to).is_some()
     }
 
-    /// The start of the earliest interval that overlaps `[from, to]`.
+    /// The start of the earliest interval that overlaps `(from, to]`: a
+    /// window opens just after an operation the thread was seen doing (or
+    /// after the checkpoint its announcement followed), so a loss ending
+    /// exactly there is not its own.
     pub(crate) fn first_overlap(&self, from: u64, to: u64) -> Option<u64> {
         self.spans
             .iter()
-            .find(|&&(a, b)| a < to && b >= from)
+            .find(|&&(a, b)| a < to && b > from)
             .map(|&(a, _)| a)
     }
 }

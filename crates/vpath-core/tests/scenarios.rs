@@ -622,3 +622,92 @@ fn a_workers_call_made_before_the_request_arrived_is_not_adopted() {
     assert!(!bg.complete);
     assert_eq!(bg.root.issues, vec![Issue::Unattributed]);
 }
+
+/// Found on a real recording after a lossy flood: thread A's call on a
+/// pooled connection lost its reply, then thread B (new since the loss) sent
+/// its own request on that connection. B's request is B's call, not more of
+/// A's: B's path must include it (and must never be complete without it).
+#[test]
+fn a_pooled_connection_after_a_lost_reply_carries_the_next_threads_call() {
+    let mut w = World::new(1, true);
+    let cl = Proc {
+        host: 0,
+        pid: 10,
+        netns: 1,
+    };
+    let fe = Proc {
+        host: 0,
+        pid: 20,
+        netns: 1,
+    };
+    let db = Proc {
+        host: 0,
+        pid: 30,
+        netns: 1,
+    };
+    w.thread(cl, 11, "client");
+    w.thread(fe, 21, "front-a");
+    w.thread(db, 31, "db");
+    let mut ka = w.connect(cl, 11, "127.0.0.1:40000", fe, 21, "127.0.0.1:80");
+    let mut pool = w.connect(fe, 21, "127.0.0.1:40001", db, 31, "127.0.0.1:5432");
+    // Thread A's request, whose db reply is lost.
+    let p = ka.up;
+    w.c_send(&mut ka, 11, 10, 1);
+    w.s_recv(&mut ka, 21, 10, 1, p);
+    let p = pool.up;
+    w.c_send(&mut pool, 21, 20, 1);
+    w.s_recv(&mut pool, 31, 20, 1, p);
+    let p = pool.down;
+    w.s_send(&mut pool, 31, 30, 1);
+    w.c_recv(&mut pool, 21, 30, 1, p);
+    let lost = w.hosts[0].pop().unwrap(); // front never sees the db reply
+    let Record::Event(lost) = lost else {
+        unreachable!()
+    };
+    let p = ka.down;
+    w.s_send(&mut ka, 21, 40, 1);
+    w.c_recv(&mut ka, 11, 40, 1, p);
+    w.hosts[0].push(Record::Checkpoint(Checkpoint {
+        ts_ns: lost.ts_ns + 5_000,
+        lost_total: 1,
+    }));
+    // Thread B, new after the loss, on a new client connection.
+    w.ts += 10_000_000;
+    w.thread(fe, 22, "front-b");
+    w.thread(cl, 12, "client-b");
+    let mut kb = w.connect(cl, 12, "127.0.0.1:40002", fe, 22, "127.0.0.1:80");
+    let p = kb.up;
+    w.c_send(&mut kb, 12, 11, 1);
+    w.s_recv(&mut kb, 22, 11, 1, p);
+    let p = pool.up;
+    w.c_send(&mut pool, 22, 21, 1);
+    w.s_recv(&mut pool, 31, 21, 1, p);
+    let p = pool.down;
+    w.s_send(&mut pool, 31, 31, 1);
+    w.c_recv(&mut pool, 22, 31, 1, p);
+    let p = kb.down;
+    w.s_send(&mut kb, 22, 41, 1);
+    w.c_recv(&mut kb, 12, 41, 1, p);
+    let end = w.ts + 1;
+    w.hosts[0].push(Record::Checkpoint(Checkpoint {
+        ts_ns: end,
+        lost_total: 1,
+    }));
+    let paths = w.analyze(&[0], true);
+    let all: String = paths.iter().map(shape).collect();
+    let b = paths
+        .iter()
+        .find(|p| p.root.tid == Some(12))
+        .expect("B's path");
+    // B's call is B's. (The db thread worked through the loss, so its span
+    // is marked: the path is honest about that, but its edges are right.)
+    assert_eq!(b.root.children[0].children.len(), 1, "{all}");
+    assert_eq!(b.root.children[0].children[0].bytes_in, 21, "{all}");
+    assert!(b.root.children[0].issues.is_empty(), "{all}");
+    // A's span keeps no edge to B's call.
+    let a = paths
+        .iter()
+        .find(|p| p.root.tid == Some(21))
+        .expect("A's span");
+    assert!(a.root.children.is_empty() && !a.complete, "{all}");
+}
