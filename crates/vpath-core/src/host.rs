@@ -14,8 +14,10 @@
 //!
 //! # Rules
 //! *Messages.* On one socket, consecutive data operations in one direction
-//! form one message; a message ends when the other direction speaks (or the
-//! socket closes). A message's position is the stream position of its first
+//! form one message; a message ends when the other direction speaks, when
+//! the sequence numbers jump (bytes we did not see), when another thread
+//! starts writing a request on a client connection (a pooled connection
+//! changing hands), or when the socket closes. A message's position is the stream position of its first
 //! byte: the TCP sequence number when the source knows it ([`flags::SEQ`]),
 //! otherwise the byte offset since connect/accept (or, for sources without
 //! byte counts, the message ordinal), together with the incarnation of the
