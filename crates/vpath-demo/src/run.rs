@@ -583,7 +583,13 @@ impl Ctx<'_> {
             pids: pids.to_vec(),
             ..Default::default()
         };
-        Recorder::start(&f, RecorderOptions::default()).context("starting the eBPF recorder")
+        // The accuracy passes saturate both cores with the app, and the reader
+        // shares them: a 64 MiB ring rides out the bursts it falls behind.
+        let opts = RecorderOptions {
+            ring_bytes: 64 << 20,
+            ..RecorderOptions::default()
+        };
+        Recorder::start(&f, opts).context("starting the eBPF recorder")
     }
 
     /// One model: start the tiers, record a pass, analyze, score.

@@ -2,50 +2,14 @@
 //! Tests that need root and BPF run when root; outside CI they skip with the
 //! reason printed, and in CI (env CI set) they fail instead of skipping.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
 
-fn vpath() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vpath"))
-}
+mod common;
+use common::*;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("vpath runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vpath-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// True when this test may use BPF; prints why not otherwise, and panics in CI.
-fn need_root(test: &str) -> bool {
-    let root = unsafe { libc_geteuid() } == 0;
-    if root {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: CI is set but this is not root: the eBPF tests must run in CI");
-    }
-    eprintln!("SKIPPED {test}: needs root (CAP_BPF + CAP_PERFMON) to load eBPF programs; run the tests as root");
-    false
-}
-
-extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
 }
 
 #[test]
@@ -146,38 +110,6 @@ fn bad_strace_line_names_file_and_line_and_keeps_the_rest() {
     assert_eq!(text(&out.stdout).lines().count(), 6);
 }
 
-/// Starts vApp tiers (via `vpath __vapp`) on loopback; killed on drop.
-struct Tiers(Vec<Child>);
-
-impl Drop for Tiers {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for(path: &Path) {
-    let t = Instant::now();
-    while !path.exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The end-to-end check: `vpath record -- <multi-tier program>`, then
 /// `vpath analyze`, recovers 100% of the paths against the ground truth the
 /// program logs itself.
@@ -205,7 +137,7 @@ fn record_a_wrapped_command_then_analyze_matches_ground_truth() {
         c.args(extra).stdout(Stdio::null()).stderr(Stdio::null());
         c.spawn().expect("tier starts")
     };
-    let mut tiers = Tiers(Vec::new());
+    let mut tiers = Procs(Vec::new());
     tiers.0.push(tier("back", back, &[]));
     tiers.0.push(tier(
         "front",
@@ -242,7 +174,7 @@ fn record_a_wrapped_command_then_analyze_matches_ground_truth() {
         .args(["--threads", "4", "--requests", "25", "--truth"])
         .arg(d.join("client.truth.jsonl")));
     assert!(out.status.success(), "record failed: {}", text(&out.stderr));
-    drop(tiers); // the tiers' truth files are complete once they exit
+    tiers.stop(); // SIGTERM: the tiers flush their truth files and exit
 
     let out = run(vpath().args(["analyze", "--format", "jsonl"]).arg(&log));
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -305,10 +237,17 @@ fn demo_quick_is_exact_for_thread_per_request_and_never_wrong() {
     if !need_root("demo_quick_is_exact_for_thread_per_request_and_never_wrong") {
         return;
     }
-    let d = tmpdir("demo");
+    for concurrency in ["8", "64"] {
+        demo_at(concurrency);
+    }
+}
+
+fn demo_at(concurrency: &str) {
+    let d = tmpdir(&format!("demo-{concurrency}"));
     let out = run(vpath()
-        .args(["demo", "--quick", "--no-overhead", "--json", "--workdir"])
-        .arg(&d));
+        .args(["demo", "--quick", "--no-overhead", "--json"])
+        .args(["--concurrency", concurrency, "--workdir"])
+        .arg(&*d));
     assert!(
         out.status.success(),
         "{}\n{}",
@@ -318,12 +257,32 @@ fn demo_quick_is_exact_for_thread_per_request_and_never_wrong() {
     let stdout = text(&out.stdout);
     let last = stdout.lines().last().unwrap();
     let j: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
+    assert_eq!(
+        j["concurrency"].to_string(),
+        concurrency,
+        "the run used what was asked"
+    );
     // Thread-per-request (the paper's model) and thread-pool hand-off are
     // exact on every path; event loops are never wrong.
     for m in ["thread-per-request", "thread-pool"] {
         let a = &j["accuracy"][m];
-        assert!(a["paths"].as_u64().unwrap() > 100, "{m}: {a}");
-        assert_eq!(a["exact"], a["paths"], "{m}: {a}");
+        let lost = a["analyzer"]["events_lost"].as_u64().unwrap();
+        if lost > 0 {
+            // Exactness is claimed for what was seen: with kernel drops the
+            // touched paths are incomplete, and still nothing may be wrong.
+            eprintln!("{m} at {concurrency}: {lost} events lost, exactness not checked: {a}");
+            assert_eq!(
+                (a["wrong"].as_u64(), a["false_complete"].as_u64()),
+                (Some(0), Some(0)),
+                "{a}"
+            );
+            continue;
+        }
+        assert!(
+            a["paths"].as_u64().unwrap() > 100,
+            "{m} at {concurrency}: {a}"
+        );
+        assert_eq!(a["exact"], a["paths"], "{m} at {concurrency}: {a}");
     }
     for m in ["thread-per-request", "thread-pool", "event-loop"] {
         assert_eq!(j["accuracy"][m]["wrong"], 0, "{m}: {}", j["accuracy"][m]);
