@@ -92,6 +92,7 @@ pub fn big_config(seed: u64, target_events: usize) -> SimConfig {
         ipv6: true,
         per_connection: true,
         handoff: crate::config::Handoff::None,
+        loss_burst: 0,
         unobserved_backend: true,
         unobserved_clients: false,
         skew_ns: 2_000_000,

@@ -46,6 +46,9 @@ pub struct SimConfig {
     /// How thread-pool services hand a request from the thread that reads it
     /// to the thread that does the work and replies.
     pub handoff: Handoff,
+    /// With `loss`: each drop starts a burst of up to this many more dropped
+    /// events on that host, as a full ring buffer drops (0: single drops).
+    pub loss_burst: u32,
     /// One leaf backend lives on a host whose stream is not given to the
     /// analyzer: its spans are remote leaves.
     pub unobserved_backend: bool,
@@ -88,6 +91,7 @@ impl Default for SimConfig {
             ipv6: false,
             per_connection: false,
             handoff: Handoff::None,
+            loss_burst: 0,
             unobserved_backend: false,
             unobserved_clients: false,
             skew_ns: 0,
@@ -167,6 +171,7 @@ impl SimConfig {
             ipv6: r.chance(0.4),
             per_connection: r.chance(0.4),
             handoff: Handoff::None,
+            loss_burst: 0,
             unobserved_backend: r.chance(0.3),
             unobserved_clients: r.chance(0.3),
             skew_ns: if r.chance(0.5) {
@@ -191,6 +196,9 @@ impl SimConfig {
             1 => Handoff::Acceptor,
             _ => Handoff::Reuse,
         };
+        if lossy && r.chance(0.5) {
+            cfg.loss_burst = r.range(1, 12) as u32;
+        }
         cfg
     }
 

@@ -230,6 +230,8 @@ enum Step {
 }
 
 struct HostRt {
+    /// Events still to drop in the current loss burst.
+    burst_left: u32,
     next_pid: u32,
     sock_salt: u64,
     sock_ctr: u64,
@@ -293,6 +295,7 @@ impl Engine {
         let loss_rng = Rng::new(cfg.seed ^ 0x1055_1055_1055_1055);
         let hrt = (0..topo.hosts.len())
             .map(|_| HostRt {
+                burst_left: 0,
                 next_pid: 1000 + rng.range(0, 500) as u32,
                 sock_salt: rng.next_u64(),
                 sock_ctr: 0,
@@ -431,11 +434,23 @@ impl Engine {
         ev.ts_ns = ts;
         self.generated_events += 1;
         let observed = self.topo.hosts[host].observed;
-        let drop = match self.cfg.loss {
-            Some(l) if observed => self.loss_rng.below(1_000_000) < l.drop_ppm as u64,
-            _ => false,
+        let burst = observed && self.hrt[host].burst_left > 0;
+        let drop = burst
+            || match self.cfg.loss {
+                Some(l) if observed => self.loss_rng.below(1_000_000) < l.drop_ppm as u64,
+                _ => false,
+            };
+        let more = if drop && !burst && self.cfg.loss_burst > 0 {
+            self.loss_rng.below(self.cfg.loss_burst as u64 + 1) as u32
+        } else {
+            0
         };
         let h = &mut self.hrt[host];
+        if burst {
+            h.burst_left -= 1;
+        } else {
+            h.burst_left = more;
+        }
         h.last_ts = ts;
         h.events += 1;
         if drop {

@@ -53,12 +53,15 @@ pub fn lossless() -> impl Strategy<Value = SimConfig> {
 /// Lossy configurations: losses of 0.1%..10% with checkpoints every 1..64
 /// events, with every hand-off model.
 pub fn lossy() -> impl Strategy<Value = SimConfig> {
-    (lossless(), 1_000u32..=100_000, 1u32..=64, 0u8..3).prop_map(|(c, ppm, k, h)| SimConfig {
-        loss: Some(Loss { drop_ppm: ppm }),
-        checkpoint_every: Some(k),
-        handoff: [Handoff::None, Handoff::Acceptor, Handoff::Reuse][h as usize],
-        ..c
-    })
+    (lossless(), 1_000u32..=100_000, 1u32..=64, 0u8..3, 0u32..=12).prop_map(
+        |(c, ppm, k, h, burst)| SimConfig {
+            loss: Some(Loss { drop_ppm: ppm }),
+            checkpoint_every: Some(k),
+            handoff: [Handoff::None, Handoff::Acceptor, Handoff::Reuse][h as usize],
+            loss_burst: burst,
+            ..c
+        },
+    )
 }
 
 /// Lossless configurations whose pools hand requests off and reuse the
