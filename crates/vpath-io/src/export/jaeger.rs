@@ -1,9 +1,10 @@
 //! Jaeger UI "JSON file" upload format: `{"data":[trace, ...]}`, one trace
 //! per path, times in microseconds, one process per (host, pid).
 //!
-//! A process's `serviceName` is the comm of its main thread (tid == pid)
-//! when that thread has a span in the trace, else of its first span; each
-//! span carries its own thread's comm as the `thread.name` tag.
+//! A process's `serviceName` is its name (its main thread's comm, as the
+//! spans report it), or the comm of its main thread when that thread has a
+//! span in the trace; each span carries its own thread's comm as the
+//! `thread.name` tag.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -35,7 +36,7 @@ pub fn trace_json(fp: &FlatPath) -> Value {
         let e = procs.entry(key).or_insert_with(|| {
             (
                 format!("p{}", n + 1),
-                f.place.comm.to_string(),
+                f.place.process.to_string(),
                 f.place.netns,
             )
         });

@@ -69,7 +69,10 @@ pub struct Place {
     pub netns: u32,
     pub pid: u32,
     pub tid: u32,
+    /// The thread's name.
     pub comm: Arc<str>,
+    /// The process's name (its main thread's), else the thread's.
+    pub process: Arc<str>,
 }
 
 /// One span of a flattened path.
@@ -163,6 +166,11 @@ pub fn flatten<'a>(p: &'a Path, clocks: &Clocks) -> FlatPath<'a> {
                 pid: s.pid.unwrap_or(0),
                 tid: s.tid.unwrap_or(0),
                 comm: s.comm.clone().unwrap_or_else(|| Arc::from("?")),
+                process: s
+                    .process
+                    .clone()
+                    .or_else(|| s.comm.clone())
+                    .unwrap_or_else(|| Arc::from("?")),
             },
         };
         let host = if s.kind == SpanKind::Remote && s.host.is_none() {
@@ -191,20 +199,17 @@ pub fn flatten<'a>(p: &'a Path, clocks: &Clocks) -> FlatPath<'a> {
     }
 }
 
+/// The program a span ran in: its process's name, else its thread's.
+fn name(s: &Span) -> &str {
+    s.process.as_deref().or(s.comm.as_deref()).unwrap_or("?")
+}
+
 /// A short, low-cardinality name for a span: what tier did what.
 pub fn operation_name(s: &Span) -> String {
     use vpath_core::event::fmt_endpoint;
     match s.kind {
-        SpanKind::Server => format!(
-            "{} serve {}",
-            s.comm.as_deref().unwrap_or("?"),
-            fmt_endpoint(&s.local)
-        ),
-        SpanKind::Origin => format!(
-            "{} call {}",
-            s.comm.as_deref().unwrap_or("?"),
-            fmt_endpoint(&s.remote)
-        ),
+        SpanKind::Server => format!("{} serve {}", name(s), fmt_endpoint(&s.local)),
+        SpanKind::Origin => format!("{} call {}", name(s), fmt_endpoint(&s.remote)),
         SpanKind::Remote => format!("call {} (not observed)", fmt_endpoint(&s.local)),
     }
 }

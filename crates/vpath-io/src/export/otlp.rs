@@ -10,8 +10,8 @@
 //! - a child server span's parent is the span that called it directly (vPath
 //!   has no separate client-side span for observed calls);
 //! - the resource is one process of one domain: `host.name`,
-//!   `vpath.netns`, `process.pid`, `process.command` (the thread's comm) and
-//!   `service.name` (the comm); `thread.id`/`thread.name` are span
+//!   `vpath.netns`, `process.pid`, `process.command` and `service.name` (the
+//!   process's name, else the thread's); `thread.id`/`thread.name` are span
 //!   attributes, as in the semantic conventions (a resource per thread would
 //!   multiply resources by the thread count);
 //! - spans with issues get status ERROR with the issues as message, and
@@ -52,11 +52,11 @@ fn i(key: &str, v: i64) -> KeyValue {
 fn resource(p: &Place) -> Resource {
     Resource {
         attributes: vec![
-            s("service.name", &*p.comm),
+            s("service.name", &*p.process),
             s("host.name", &*p.host),
             i("vpath.netns", p.netns as i64),
             i("process.pid", p.pid as i64),
-            s("process.command", &*p.comm),
+            s("process.command", &*p.process),
         ],
         ..Default::default()
     }
@@ -142,8 +142,10 @@ pub fn build_request(paths: &[Path], clocks: &Clocks) -> ExportTraceServiceReque
     for p in paths {
         let fp = flatten(p, clocks);
         for f in &fp.spans {
+            // One resource per process: its threads' spans share it.
             let key = Place {
                 tid: 0,
+                comm: f.place.process.clone(),
                 ..f.place.clone()
             };
             let g = *index.entry(key.clone()).or_insert_with(|| {
