@@ -494,39 +494,29 @@ fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, Recor
 }
 
 fn fill_filter_maps(ebpf: &mut Ebpf, filters: &Filters) -> Result<(), RecordError> {
-    if !filters.pids.is_empty() {
-        let map = ebpf.map_mut("PID_FILTER").ok_or(RecordError::Map {
-            map: "PID_FILTER",
-            what: "missing from the object".into(),
-        })?;
-        let mut m: BpfHashMap<_, u32, u8> =
-            BpfHashMap::try_from(map).map_err(|e| RecordError::Map {
-                map: "PID_FILTER",
-                what: e.to_string(),
-            })?;
-        for &pid in &filters.pids {
-            m.insert(pid, 1, 0).map_err(|e| RecordError::Map {
-                map: "PID_FILTER",
-                what: format!("inserting pid {pid}: {e}"),
-            })?;
-        }
+    fill_set(ebpf, "PID_FILTER", "pid", &filters.pids)?;
+    fill_set(ebpf, "PORT_FILTER", "port", &filters.ports)
+}
+
+/// Puts `keys` into the hash map `map` used as a set (value 1). An empty
+/// set leaves the map alone: the program then does not filter on it.
+fn fill_set<K: aya::Pod + std::fmt::Display>(
+    ebpf: &mut Ebpf,
+    map: &'static str,
+    what: &str,
+    keys: &[K],
+) -> Result<(), RecordError> {
+    if keys.is_empty() {
+        return Ok(());
     }
-    if !filters.ports.is_empty() {
-        let map = ebpf.map_mut("PORT_FILTER").ok_or(RecordError::Map {
-            map: "PORT_FILTER",
-            what: "missing from the object".into(),
-        })?;
-        let mut m: BpfHashMap<_, u16, u8> =
-            BpfHashMap::try_from(map).map_err(|e| RecordError::Map {
-                map: "PORT_FILTER",
-                what: e.to_string(),
-            })?;
-        for &port in &filters.ports {
-            m.insert(port, 1, 0).map_err(|e| RecordError::Map {
-                map: "PORT_FILTER",
-                what: format!("inserting port {port}: {e}"),
-            })?;
-        }
+    let err = |what: String| RecordError::Map { map, what };
+    let m = ebpf
+        .map_mut(map)
+        .ok_or_else(|| err("missing from the object".into()))?;
+    let mut m: BpfHashMap<_, K, u8> = BpfHashMap::try_from(m).map_err(|e| err(e.to_string()))?;
+    for k in keys {
+        m.insert(k, 1, 0)
+            .map_err(|e| err(format!("inserting {what} {k}: {e}")))?;
     }
     Ok(())
 }
