@@ -229,6 +229,23 @@ struct Sock {
     cur: Cur,
 }
 
+impl Sock {
+    /// The key of a request at `pos` on this connection, seen from this end
+    /// playing `role`: the caller is the client end either way.
+    fn link(&self, role: Role, pos: Pos) -> LinkKey {
+        let (caller, callee) = match role {
+            Role::Server => (self.remote, self.local),
+            _ => (self.local, self.remote),
+        };
+        LinkKey {
+            caller,
+            callee,
+            scope: self.scope,
+            pos,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     /// Receiving the request.
@@ -737,14 +754,8 @@ impl HostStage {
         self.thread_moves_on(e.tid, out);
 
         let s = &self.socks[&e.sock];
-        let (local, remote, scope, netns, guessed) =
-            (s.local, s.remote, s.scope, s.netns, s.guessed);
-        let uplink = pos.map(|pos| LinkKey {
-            caller: remote,
-            callee: local,
-            scope,
-            pos,
-        });
+        let (local, remote, netns, guessed) = (s.local, s.remote, s.netns, s.guessed);
+        let uplink = pos.map(|pos| s.link(Role::Server, pos));
         let id = self.new_id();
         let mut issues = Vec::new();
         if uplink.is_none() {
@@ -906,12 +917,7 @@ impl HostStage {
         let s = &self.socks[&e.sock];
         let (local, remote, scope, guessed, netns) =
             (s.local, s.remote, s.scope, s.guessed, s.netns);
-        let key = pos.map(|pos| LinkKey {
-            caller: local,
-            callee: remote,
-            scope,
-            pos,
-        });
+        let key = pos.map(|pos| s.link(Role::Client, pos));
         let mut call_issues = Vec::new();
         if guessed {
             call_issues.push(Issue::RoleGuessed);
