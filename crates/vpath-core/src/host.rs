@@ -881,7 +881,25 @@ impl HostStage {
                 // Another thread writing on the connection starts a request of
                 // its own (a pooled connection changed hands while the reply
                 // of the last call went unseen).
-                if let Some(r) = self.recs.get_mut(&id).filter(|r| r.rec.tid == e.tid) {
+                // And only while that call is still what the thread is doing:
+                // if it has taken up a request since the call began, the
+                // call's reply (and the old request's) went unseen, and these
+                // bytes may be the new request's call.
+                let since = self
+                    .recs
+                    .get(&id)
+                    .map(|r| r.rec.calls[idx as usize].start_ns);
+                let moved_on = since.is_some_and(|t0| {
+                    self.threads[&e.tid]
+                        .spans
+                        .iter()
+                        .any(|x| *x != id && self.recs.get(x).is_some_and(|o| o.rec.start_ns > t0))
+                });
+                if let Some(r) = self
+                    .recs
+                    .get_mut(&id)
+                    .filter(|r| r.rec.tid == e.tid && !moved_on)
+                {
                     let c = &mut r.rec.calls[idx as usize];
                     c.bytes_out += e.moved();
                     c.end_ns = e.ts_ns;

@@ -296,3 +296,30 @@ fn regression_lost_hand_off_reply_leaves_no_edges() {
         ..SimConfig::default()
     });
 }
+
+/// Found by proptest with bursty loss.
+#[test]
+fn regression_burst_loss_seed_7236872478787274504() {
+    assert_lossy_ok(SimConfig {
+        seed: 7236872478787274504,
+        services: 6,
+        hosts: 4,
+        client_threads: 8,
+        requests: 12,
+        seq_mode: true,
+        noise: false,
+        eof_reads: true,
+        containers: true,
+        ipv6: true,
+        per_connection: false,
+        handoff: vpath_sim::Handoff::None,
+        loss_burst: 11,
+        skew_ns: 1,
+        gap_ns: (1000, 50000),
+        max_uses: 5,
+        loss: Some(vpath_sim::Loss { drop_ppm: 3691 }),
+        checkpoint_every: Some(1),
+        teardown: false,
+        ..SimConfig::default()
+    });
+}
