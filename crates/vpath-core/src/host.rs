@@ -885,16 +885,17 @@ impl HostStage {
                 // if it has taken up a request since the call began, the
                 // call's reply (and the old request's) went unseen, and these
                 // bytes may be the new request's call.
-                let since = self
-                    .recs
-                    .get(&id)
-                    .map(|r| r.rec.calls[idx as usize].start_ns);
-                let moved_on = since.is_some_and(|t0| {
-                    self.threads[&e.tid]
-                        .spans
+                // (Only a thread holding more than one request can have.)
+                let th = &self.threads[&e.tid];
+                let moved_on = th.spans.len() > 1 && {
+                    let t0 = self
+                        .recs
+                        .get(&id)
+                        .map_or(0, |r| r.rec.calls[idx as usize].start_ns);
+                    th.spans
                         .iter()
                         .any(|x| *x != id && self.recs.get(x).is_some_and(|o| o.rec.start_ns > t0))
-                });
+                };
                 if let Some(r) = self
                     .recs
                     .get_mut(&id)
