@@ -39,6 +39,9 @@ const volatile __u32 filter_cgroup_level = 0; /* the level of filter_cgroup in t
 /* 1: return right after the filter checks, record nothing (the "events
  * caught" stage of the overhead dissection; never set for real captures). */
 const volatile __u8 discard_events = 0;
+/* Bytes captured at the start of every message (consecutive data operations
+ * in one direction on one socket); 0: none. At most VP_DATA_MAX. */
+const volatile __u32 data_cap = 0;
 
 /* Bumped whenever a thread's comm may have changed or a tid may be reused,
  * to invalidate the per-CPU last-thread caches. */
@@ -115,6 +118,32 @@ struct {
 	__type(key, __u64);
 	__type(value, struct vp_conn);
 } CONNECTING SEC(".maps");
+
+/* Per socket, where the current message is (only with data_cap > 0): the
+ * direction of the last data operation and the bytes moved since the
+ * direction last changed. */
+struct vp_msg {
+	__u32 pos; /* saturating */
+	__u8 op;
+	__u8 _pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct vp_msg);
+} MSG_POS SEC(".maps");
+
+/* x86_64 numbers of the data syscalls whose user buffers we can find. */
+#define VP_NR_READ 0
+#define VP_NR_WRITE 1
+#define VP_NR_READV 19
+#define VP_NR_WRITEV 20
+#define VP_NR_SENDTO 44
+#define VP_NR_RECVFROM 45
+#define VP_NR_SENDMSG 46
+#define VP_NR_RECVMSG 47
 
 /* ---- Helpers. ----------------------------------------------------------- */
 static __always_inline void vp_count(__u32 idx)
@@ -289,7 +318,8 @@ static __always_inline void vp_fill(struct vp_sock_event *e, __u8 op, __u8 flags
 	e->sysnr = sysnr;
 	e->lport = t->lport;
 	e->rport = t->rport;
-	e->_pad0 = 0;
+	e->data_len = 0;
+	e->data_off = 0;
 }
 
 static __always_inline struct vp_sock_event *vp_reserve(void)
@@ -299,6 +329,84 @@ static __always_inline struct vp_sock_event *vp_reserve(void)
 	if (!e)
 		vp_count(VP_CNT_SOCK_DROPPED);
 	return e;
+}
+
+/* One user-space segment of a syscall's buffer (struct iovec's layout). */
+struct vp_seg {
+	__u64 base;
+	__u64 len;
+};
+
+/* The first two segments of the current syscall's user buffer, from its
+ * saved registers: the buffer of read/write/sendto/recvfrom, the iovec of
+ * readv/writev, the msghdr's iovec of sendmsg/recvmsg. 0: not a call whose
+ * buffer we know (sendfile, splice, io_uring, ...). */
+static __always_inline int vp_user_segs(struct pt_regs *regs, __s32 sysnr, struct vp_seg *segs)
+{
+	__u64 iov = 0, cnt = 0;
+	segs[1].base = 0;
+	segs[1].len = 0;
+	switch (sysnr) {
+	case VP_NR_READ:
+	case VP_NR_WRITE:
+	case VP_NR_SENDTO:
+	case VP_NR_RECVFROM:
+		segs[0].base = regs->si;
+		segs[0].len = regs->dx;
+		return 1;
+	case VP_NR_READV:
+	case VP_NR_WRITEV:
+		iov = regs->si;
+		cnt = regs->dx;
+		break;
+	case VP_NR_SENDMSG:
+	case VP_NR_RECVMSG: {
+		/* struct user_msghdr: msg_iov at 16, msg_iovlen at 24. */
+		__u64 hdr[2];
+		if (bpf_probe_read_user(hdr, sizeof(hdr), (void *)(regs->si + 16)))
+			return 0;
+		iov = hdr[0];
+		cnt = hdr[1];
+		break;
+	}
+	default:
+		return 0;
+	}
+	if (!iov || !cnt)
+		return 0;
+	if (bpf_probe_read_user(segs, cnt >= 2 ? 2 * sizeof(*segs) : sizeof(*segs), (void *)iov))
+		return 0;
+	return 1;
+}
+
+/* Copies up to n bytes of the current syscall's buffer into `dst`, which
+ * holds data_cap + VP_SEG0_MAX bytes: the first segment (up to data_cap),
+ * then, when the first was shorter than VP_SEG0_MAX (a protocol header
+ * written apart from its body), the second. Returns the bytes copied. */
+static __always_inline __u32 vp_copy_data(__u8 *dst, __u64 n, struct task_struct *task, __s32 sysnr)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	struct vp_seg segs[2];
+	if (!regs || !vp_user_segs(regs, sysnr, segs))
+		return 0;
+	/* 64-bit throughout, so that each bound check below lands on the very
+	 * register the verifier then sees as the copy's size. */
+	__u64 cap = data_cap;
+	__u64 k0 = segs[0].len < n ? segs[0].len : n;
+	if (k0 > cap) /* never: n <= data_cap; bounds the copy for the verifier */
+		return 0;
+	if (k0 && bpf_probe_read_user(dst, k0, (void *)segs[0].base))
+		return 0;
+	if (k0 >= n || !segs[1].len)
+		return (__u32)k0;
+	if (k0 >= VP_SEG0_MAX)
+		return (__u32)k0;
+	__u64 k1 = segs[1].len < n - k0 ? segs[1].len : n - k0;
+	if (k1 > cap)
+		return (__u32)k0;
+	if (bpf_probe_read_user(dst + k0, k1, (void *)segs[1].base))
+		return (__u32)k0;
+	return (__u32)(k0 + k1);
 }
 
 /* ---- Data: every send/recv-family call on a socket. --------------------- */
@@ -358,15 +466,53 @@ static __always_inline int vp_data(unsigned long long *ctx, __u8 op)
 		}
 	}
 
-	struct vp_sock_event *e = vp_reserve();
-	if (!e)
-		return 0;
+	/* Message starts: how many of this operation's bytes lie in the first
+	 * data_cap bytes of its message. */
+	__u32 off = 0, want = 0;
+	if (data_cap && ret > 0 && !(flags & VP_F_PEEK)) {
+		struct vp_msg *m = bpf_sk_storage_get(&MSG_POS, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (m) {
+			if (m->op != op) {
+				m->op = op;
+				m->pos = 0;
+			}
+			off = m->pos;
+			__u64 end = (__u64)off + (__u32)ret;
+			m->pos = end > 0xffffffffULL ? 0xffffffffU : (__u32)end;
+			if (off < data_cap) {
+				want = data_cap - off;
+				if (want > (__u32)ret)
+					want = (__u32)ret;
+			}
+		}
+	}
+
+	__s32 sysnr = vp_sysnr_of(task);
 	/* The cookie is made on first use; once made, a plain read. */
 	__u64 cookie = sk->__sk_common.skc_cookie.counter;
 	if (!cookie)
 		cookie = bpf_get_socket_cookie(sk);
-	vp_fill(e, op, flags, pid_tgid >> 32, (__u32)pid_tgid, ts, cgroup, cookie, ret, seq, vp_sysnr_of(task),
-		&t);
+	struct vp_sock_event *e;
+	if (want) {
+		/* A record with room for the message bytes (its own reserve, so
+		 * that the verifier sees the size on the copy's path). */
+		vp_count(VP_CNT_SOCK_EMITTED);
+		e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e) + data_cap + VP_SEG0_MAX, 0);
+		if (!e) {
+			vp_count(VP_CNT_SOCK_DROPPED);
+			return 0;
+		}
+		vp_fill(e, op, flags, pid_tgid >> 32, (__u32)pid_tgid, ts, cgroup, cookie, ret, seq, sysnr, &t);
+		vp_addrs_btf(e, sk, t.family);
+		e->data_len = (__u16)vp_copy_data((__u8 *)(e + 1), (__u64)want, task, sysnr);
+		e->data_off = (__u16)off;
+		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+		return 0;
+	}
+	e = vp_reserve();
+	if (!e)
+		return 0;
+	vp_fill(e, op, flags, pid_tgid >> 32, (__u32)pid_tgid, ts, cgroup, cookie, ret, seq, sysnr, &t);
 	vp_addrs_btf(e, sk, t.family);
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	return 0;

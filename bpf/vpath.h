@@ -19,7 +19,7 @@ typedef signed int __s32;
 typedef signed long long __s64;
 #endif
 
-#define VP_ABI_VERSION 1
+#define VP_ABI_VERSION 2
 
 /* First byte of every record. */
 #define VP_REC_SOCK 1
@@ -50,7 +50,18 @@ typedef signed long long __s64;
 #define VP_CNT_COMM_DROPPED 3 /* of those, reserve failures */
 #define VP_CNT_MAX 4
 
-/* One socket operation: 96 bytes. */
+/* Most bytes of a message's start that a record carries (--payload-bytes). */
+#define VP_DATA_MAX 8192
+/* Room after data_cap bytes for a short first segment of a vectored call
+ * (see vp_copy_data): a data-carrying record reserves 96 + cap + this. */
+#define VP_SEG0_MAX 64
+
+/* One socket operation: 96 bytes, followed by `data_len` bytes of the
+ * message's data when the loader asked for message starts (data_cap > 0):
+ * the bytes this operation moved that lie in the first data_cap bytes of its
+ * message (a message: consecutive data operations in one direction on one
+ * socket). The ring buffer record is longer than 96 + data_len; the rest is
+ * unspecified. */
 struct vp_sock_event {
 	__u8 kind;      /*  0: VP_REC_SOCK */
 	__u8 op;        /*  1: VP_OP_* */
@@ -67,7 +78,8 @@ struct vp_sock_event {
 	__s32 sysnr;    /* 52: raw x86_64 syscall number, VP_SYSNR_UNKNOWN */
 	__u16 lport;    /* 56: local port, host byte order */
 	__u16 rport;    /* 58: remote port, host byte order */
-	__u32 _pad0;    /* 60: zero */
+	__u16 data_len; /* 60: message bytes following this record */
+	__u16 data_off; /* 62: offset of those bytes in their message */
 	__u8 laddr[16]; /* 64: local address: IPv4 in the first 4 bytes */
 	__u8 raddr[16]; /* 80: remote address */
 };
@@ -87,6 +99,7 @@ struct vp_comm_event {
 _Static_assert(sizeof(struct vp_sock_event) == 96, "vp_sock_event size");
 _Static_assert(__builtin_offsetof(struct vp_sock_event, ts_ns) == 16, "vp_sock_event.ts_ns");
 _Static_assert(__builtin_offsetof(struct vp_sock_event, seq) == 48, "vp_sock_event.seq");
+_Static_assert(__builtin_offsetof(struct vp_sock_event, data_len) == 60, "vp_sock_event.data_len");
 _Static_assert(__builtin_offsetof(struct vp_sock_event, laddr) == 64, "vp_sock_event.laddr");
 _Static_assert(__builtin_offsetof(struct vp_sock_event, raddr) == 80, "vp_sock_event.raddr");
 _Static_assert(sizeof(struct vp_comm_event) == 40, "vp_comm_event size");

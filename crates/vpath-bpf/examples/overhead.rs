@@ -7,6 +7,9 @@
 //! (the "events caught" stage) and times an untraced syscall (getppid).
 //!
 //! Run as root: cargo run --release -p vpath-bpf --example overhead [ITERS] [ROUNDS]
+//! `VPATH_CONTENT=off|labels|N` picks the content capture (default: labels,
+//! as `vpath record`; N: payload capture of N bytes). Here every operation
+//! starts a message (1-byte ping-pong), the worst case for content capture.
 
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -14,7 +17,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use vpath_bpf::{Filters, ProgramStats, Recorder, RecorderOptions};
+use vpath_bpf::{ContentCapture, Filters, ProgramStats, Recorder, RecorderOptions};
+
+fn content_from_env() -> ContentCapture {
+    match std::env::var("VPATH_CONTENT").as_deref() {
+        Ok("off") => ContentCapture::Off,
+        Ok("labels") | Err(_) => ContentCapture::Labels {
+            prefix: ContentCapture::DEFAULT_PREFIX,
+        },
+        Ok(n) => ContentCapture::Payload {
+            bytes: n
+                .parse()
+                .expect("VPATH_CONTENT: off, labels or a byte count"),
+        },
+    }
+}
 use vpath_core::Record;
 
 fn thread_cpu_ns() -> u64 {
@@ -66,6 +83,7 @@ fn start_traced(discard_in_kernel: bool) -> Traced {
     let opts = RecorderOptions {
         exclude_self: false, // the workload is this process
         discard_in_kernel,
+        content: content_from_env(),
         ..Default::default()
     };
     let mut rec = Recorder::start(&Filters::default(), opts).expect("start recorder (run as root)");

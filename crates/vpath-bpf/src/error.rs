@@ -25,6 +25,8 @@ pub enum RecordError {
     },
     #[error("ring buffer size {bytes} bytes is invalid: expected a power of two, at least the page size {page} bytes")]
     BadRingSize { bytes: u32, page: u32 },
+    #[error("message capture of {bytes} bytes is too large: at most {max} bytes per message")]
+    BadContentSize { bytes: u32, max: u32 },
     #[error("bad filter: {what}")]
     BadFilter { what: String },
     #[error("cgroup {path}: {what}")]

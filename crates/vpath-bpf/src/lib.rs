@@ -34,6 +34,6 @@ const _: fn() = || {
 };
 
 pub use recorder::{
-    ensure_tracefs, preflight, Counters, PollStats, ProgramStats, Recorder, RecorderOptions,
-    BTF_PATH, TRACEFS,
+    ensure_tracefs, preflight, ContentCapture, Counters, PollStats, ProgramStats, Recorder,
+    RecorderOptions, BTF_PATH, TRACEFS,
 };

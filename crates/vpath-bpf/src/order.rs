@@ -128,6 +128,7 @@ mod tests {
             seq: 0,
             local: "127.0.0.1:1".parse().unwrap(),
             remote: "127.0.0.1:2".parse().unwrap(),
+            data: None,
         }
     }
 

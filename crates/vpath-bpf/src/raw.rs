@@ -9,7 +9,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use core::mem::{offset_of, size_of};
-use vpath_core::{flags, Event, Op, Record, Syscall, ThreadInfo};
+use vpath_core::content::Labeler;
+use vpath_core::{flags, Data, Event, Op, Record, Syscall, ThreadInfo};
 
 /// `VP_REC_SOCK`: a [`VpSockEvent`].
 pub const REC_SOCK: u8 = 1;
@@ -28,6 +29,8 @@ pub const CNT_SOCK_DROPPED: u32 = 1;
 pub const CNT_COMM_EMITTED: u32 = 2;
 pub const CNT_COMM_DROPPED: u32 = 3;
 pub const CNT_MAX: u32 = 4;
+/// `VP_DATA_MAX`: the most message bytes one record carries.
+pub const DATA_MAX: u32 = 8192;
 
 /// `struct vp_sock_event`: one socket operation.
 #[repr(C)]
@@ -48,7 +51,10 @@ pub struct VpSockEvent {
     pub sysnr: i32,
     pub lport: u16,
     pub rport: u16,
-    pub _pad0: u32,
+    /// Message bytes that follow the record in the ring buffer.
+    pub data_len: u16,
+    /// Their offset in their message.
+    pub data_off: u16,
     pub laddr: [u8; 16],
     pub raddr: [u8; 16],
 }
@@ -83,7 +89,8 @@ const _: () = assert!(offset_of!(VpSockEvent, seq) == 48);
 const _: () = assert!(offset_of!(VpSockEvent, sysnr) == 52);
 const _: () = assert!(offset_of!(VpSockEvent, lport) == 56);
 const _: () = assert!(offset_of!(VpSockEvent, rport) == 58);
-const _: () = assert!(offset_of!(VpSockEvent, _pad0) == 60);
+const _: () = assert!(offset_of!(VpSockEvent, data_len) == 60);
+const _: () = assert!(offset_of!(VpSockEvent, data_off) == 62);
 const _: () = assert!(offset_of!(VpSockEvent, laddr) == 64);
 const _: () = assert!(offset_of!(VpSockEvent, raddr) == 80);
 const _: () = assert!(size_of::<VpCommEvent>() == 40);
@@ -158,7 +165,8 @@ impl VpSockEvent {
             sysnr: rd_u32(b, offset_of!(VpSockEvent, sysnr)) as i32,
             lport: rd_u16(b, offset_of!(VpSockEvent, lport)),
             rport: rd_u16(b, offset_of!(VpSockEvent, rport)),
-            _pad0: rd_u32(b, offset_of!(VpSockEvent, _pad0)),
+            data_len: rd_u16(b, offset_of!(VpSockEvent, data_len)),
+            data_off: rd_u16(b, offset_of!(VpSockEvent, data_off)),
             laddr: arr(b, offset_of!(VpSockEvent, laddr)),
             raddr: arr(b, offset_of!(VpSockEvent, raddr)),
         })
@@ -184,10 +192,38 @@ impl VpSockEvent {
         put(offset_of!(VpSockEvent, sysnr), &self.sysnr.to_ne_bytes());
         put(offset_of!(VpSockEvent, lport), &self.lport.to_ne_bytes());
         put(offset_of!(VpSockEvent, rport), &self.rport.to_ne_bytes());
-        put(offset_of!(VpSockEvent, _pad0), &self._pad0.to_ne_bytes());
+        put(
+            offset_of!(VpSockEvent, data_len),
+            &self.data_len.to_ne_bytes(),
+        );
+        put(
+            offset_of!(VpSockEvent, data_off),
+            &self.data_off.to_ne_bytes(),
+        );
         put(offset_of!(VpSockEvent, laddr), &self.laddr);
         put(offset_of!(VpSockEvent, raddr), &self.raddr);
         b
+    }
+
+    /// The message bytes that follow the record in `b` (the whole ring
+    /// buffer sample), if it carries any.
+    pub fn data(&self, b: &[u8]) -> Result<Option<Box<Data>>, RawError> {
+        if self.data_len == 0 {
+            return Ok(None);
+        }
+        let start = size_of::<VpSockEvent>();
+        let end = start + self.data_len as usize;
+        let Some(bytes) = b.get(start..end) else {
+            return Err(RawError::Truncated {
+                kind: self.kind,
+                len: b.len(),
+                expected: end,
+            });
+        };
+        Ok(Some(Box::new(Data::Bytes {
+            offset: self.data_off as u32,
+            bytes: bytes.into(),
+        })))
     }
 
     fn addr(family: u8, a: &[u8; 16], port: u16) -> Result<SocketAddr, RawError> {
@@ -217,6 +253,7 @@ impl VpSockEvent {
             seq: self.seq,
             local: Self::addr(self.family, &self.laddr, self.lport)?,
             remote: Self::addr(self.family, &self.raddr, self.rport)?,
+            data: None,
         })
     }
 }
@@ -277,10 +314,40 @@ impl VpCommEvent {
 pub fn parse_record(b: &[u8]) -> Result<Record, RawError> {
     match b.first() {
         None => Err(RawError::Empty),
-        Some(&REC_SOCK) => Ok(Record::Event(VpSockEvent::from_bytes(b)?.to_event()?)),
+        Some(&REC_SOCK) => {
+            let raw = VpSockEvent::from_bytes(b)?;
+            let mut e = raw.to_event()?;
+            e.data = raw.data(b)?;
+            Ok(Record::Event(e))
+        }
         Some(&REC_COMM) => Ok(Record::Thread(VpCommEvent::from_bytes(b)?.to_thread())),
         Some(&kind) => Err(RawError::UnknownKind { kind }),
     }
+}
+
+/// Like [`parse_record`], but message bytes go through `labeler` (in ring
+/// order, which for one socket is the order of its operations: each is a
+/// syscall that ends before the next begins) and only labels are kept; no
+/// copy of the bytes is made.
+pub fn parse_record_labeled(b: &[u8], labeler: &mut Labeler) -> Result<Record, RawError> {
+    if b.first() != Some(&REC_SOCK) {
+        return parse_record(b);
+    }
+    let raw = VpSockEvent::from_bytes(b)?;
+    let mut e = raw.to_event()?;
+    if e.op == Op::Close {
+        labeler.forget(e.sock);
+    } else if raw.data_len > 0 {
+        let start = size_of::<VpSockEvent>();
+        let end = start + raw.data_len as usize;
+        let bytes = b.get(start..end).ok_or(RawError::Truncated {
+            kind: raw.kind,
+            len: b.len(),
+            expected: end,
+        })?;
+        e.data = labeler.label(e.sock, e.op, raw.data_off as u32, bytes);
+    }
+    Ok(Record::Event(e))
 }
 
 /// Translates an x86_64 syscall number (`orig_ax`) into [`Syscall`].
@@ -330,7 +397,8 @@ mod tests {
             sysnr: 44,
             lport: 40000,
             rport: 8080,
-            _pad0: 0,
+            data_len: 0,
+            data_off: 0,
             laddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             raddr: [10, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
         }
@@ -517,7 +585,8 @@ mod tests {
             sysnr,
             lport,
             rport,
-            _pad0,
+            data_len,
+            data_off,
             laddr,
             raddr
         );
@@ -538,6 +607,7 @@ mod tests {
             ("VP_AF_INET", AF_INET as i64),
             ("VP_AF_INET6", AF_INET6 as i64),
             ("VP_SYSNR_UNKNOWN", SYSNR_UNKNOWN as i64),
+            ("VP_DATA_MAX", DATA_MAX as i64),
             ("VP_CNT_SOCK_EMITTED", CNT_SOCK_EMITTED as i64),
             ("VP_CNT_SOCK_DROPPED", CNT_SOCK_DROPPED as i64),
             ("VP_CNT_COMM_EMITTED", CNT_COMM_EMITTED as i64),

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{BtfTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
+use vpath_core::content::Labeler;
 use vpath_core::{Checkpoint, Record};
 
 use crate::clock::{monotonic_ns, ClockOffset};
@@ -59,6 +60,52 @@ pub struct RecorderOptions {
     /// so nothing reaches the ring ("events caught" stage). Never set for a
     /// real capture: every event is silently missing.
     pub discard_in_kernel: bool,
+    /// What is kept of the first bytes of each message.
+    pub content: ContentCapture,
+}
+
+/// What the recorder keeps of the application bytes at the start of each
+/// message (consecutive data operations in one direction on one socket).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContentCapture {
+    /// Nothing is read.
+    Off,
+    /// The default: the kernel copies the first `prefix` bytes of each
+    /// message, the recorder reads them into a protocol label with literals
+    /// redacted (`vpath_core::content::Labeler`) and drops the bytes.
+    Labels { prefix: u32 },
+    /// Opt-in payload capture: the first `bytes` bytes of each message are
+    /// kept as they are (and the log says so).
+    Payload { bytes: u32 },
+}
+
+impl ContentCapture {
+    /// The built-in prefix that protocol labels are read from.
+    pub const DEFAULT_PREFIX: u32 = 64;
+    /// The most bytes of a message the kernel copies (VP_DATA_MAX).
+    pub const MAX_BYTES: u32 = raw::DATA_MAX;
+
+    /// Bytes the kernel copies at the start of each message.
+    pub fn kernel_bytes(self) -> u32 {
+        match self {
+            ContentCapture::Off => 0,
+            ContentCapture::Labels { prefix } => prefix,
+            ContentCapture::Payload { bytes } => bytes,
+        }
+    }
+
+    /// How the recorder describes this in a log header.
+    pub fn describe(self) -> String {
+        match self {
+            ContentCapture::Off => "no message content".into(),
+            ContentCapture::Labels { prefix } => {
+                format!("protocol labels from the first {prefix} bytes of each message")
+            }
+            ContentCapture::Payload { bytes } => {
+                format!("payloads: the first {bytes} bytes of each message")
+            }
+        }
+    }
 }
 
 impl Default for RecorderOptions {
@@ -69,6 +116,9 @@ impl Default for RecorderOptions {
             checkpoint_margin: Duration::from_millis(2),
             exclude_self: true,
             discard_in_kernel: false,
+            content: ContentCapture::Labels {
+                prefix: ContentCapture::DEFAULT_PREFIX,
+            },
         }
     }
 }
@@ -163,6 +213,8 @@ pub struct Recorder {
     ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
     order: Reorder,
+    /// Turns message starts into labels (the default content capture).
+    labeler: Option<Labeler>,
     next_tick: Instant,
     opts: RecorderOptions,
     clock: ClockOffset,
@@ -280,6 +332,13 @@ impl Recorder {
         let filter_cgroup: u64 = filters.cgroup.map_or(0, |c| c.id);
         let filter_cgroup_level: u32 = filters.cgroup.map_or(0, |c| c.level);
         let discard_events: u8 = opts.discard_in_kernel.into();
+        let data_cap: u32 = opts.content.kernel_bytes();
+        if data_cap > ContentCapture::MAX_BYTES {
+            return Err(RecordError::BadContentSize {
+                bytes: data_cap,
+                max: ContentCapture::MAX_BYTES,
+            });
+        }
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global("own_tgid", &own_tgid, true)
@@ -289,6 +348,7 @@ impl Recorder {
             .override_global("filter_cgroup", &filter_cgroup, true)
             .override_global("filter_cgroup_level", &filter_cgroup_level, true)
             .override_global("discard_events", &discard_events, true)
+            .override_global("data_cap", &data_cap, true)
             .map_max_entries("EVENTS", opts.ring_bytes)
             .load(OBJECT)
             .map_err(|e| load_error("creating maps".into(), e))?;
@@ -345,6 +405,10 @@ impl Recorder {
             ring,
             counters,
             order: Reorder::default(),
+            labeler: match opts.content {
+                ContentCapture::Labels { prefix } => Some(Labeler::new(prefix as usize)),
+                _ => None,
+            },
             next_tick: Instant::now() + opts.poll_interval,
             opts,
             clock: ClockOffset::measure(),
@@ -453,7 +517,11 @@ impl Recorder {
 
     fn drain(&mut self, out: &mut impl FnMut(Record), st: &mut PollStats) {
         while let Some(item) = self.ring.next() {
-            match raw::parse_record(&item) {
+            let parsed = match &mut self.labeler {
+                Some(l) => raw::parse_record_labeled(&item, l),
+                None => raw::parse_record(&item),
+            };
+            match parsed {
                 Ok(Record::Event(e)) => {
                     st.events_read += 1;
                     self.order.push(e);

@@ -9,8 +9,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use vpath_bpf::{Counters, Filters, Recorder, RecorderOptions};
-use vpath_core::{flags, Event, Op, Record, Syscall};
+use vpath_bpf::{ContentCapture, Counters, Filters, Recorder, RecorderOptions};
+use vpath_core::{flags, Data, Event, Label, Op, Record, Syscall};
 
 /// Whether to run a root test; panics under CI without root.
 fn have_root(test: &str) -> bool {
@@ -839,4 +839,180 @@ fn overhead_dissection_modes() {
         c.events_emitted + c.comms_emitted,
         "{c:?}"
     );
+}
+
+/// The bytes each event of `tid` carried: (op, offset, bytes), in order.
+fn chunks_of(records: &[Record], tid: u32) -> Vec<(Op, u32, Vec<u8>)> {
+    events(records)
+        .into_iter()
+        .filter(|e| e.tid == tid && matches!(e.op, Op::Send | Op::Recv))
+        .map(|e| match e.data.as_deref() {
+            Some(Data::Bytes { offset, bytes }) => (e.op, *offset, bytes.to_vec()),
+            None => (e.op, u32::MAX, Vec::new()),
+            Some(other) => panic!("payload capture gave {other:?}"),
+        })
+        .collect()
+}
+
+/// Opt-in payload capture: every event carries the bytes it moved that lie
+/// in the first N bytes of its message, whichever syscall moved them
+/// (plain, vectored with a short first segment, msghdr), and sendfile's
+/// bytes, which the probe cannot reach, still count for the position.
+#[test]
+fn payload_capture_gives_each_message_start() {
+    if !have_root("payload_capture_gives_each_message_start") {
+        return;
+    }
+    const CAP: u32 = 16;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let (to_server, server_rx) = mpsc::channel::<u32>();
+    let (to_client, client_rx) = mpsc::channel::<u32>();
+    let file = tempfile_with(b"FILEFILEFILEFILEFILE");
+    let file_fd = file.as_raw_fd();
+    let mut tids = (0, 0);
+    let options = RecorderOptions {
+        content: ContentCapture::Payload { bytes: CAP },
+        ..opts()
+    };
+    let (records, _) = record(vec![addr.port()], options, || {
+        let server = std::thread::spawn(move || {
+            let tid = gettid();
+            let (s, _) = listener.accept().expect("accept");
+            let fd = s.as_raw_fd();
+            let mut b = [0u8; 256];
+            server_rx.recv().unwrap();
+            // Message 1, 20 bytes, read at once into a 3-byte then a long segment.
+            let (x, y) = b.split_at_mut(3);
+            assert_eq!(c_readv(fd, x, &mut y[..100]), 20);
+            // Message 2 (reply), in two pieces.
+            assert_eq!(c_sendto(fd, b"HTTP/1.1 200 OK\r\n"), 17);
+            to_client.send(1).unwrap();
+            server_rx.recv().unwrap();
+            // Message 3: 100 + 5 bytes, then 20 bytes of sendfile.
+            let mut got = 0;
+            while got < 125 {
+                got += c_read(fd, &mut b[..125 - got]);
+            }
+            assert_eq!(c_write(fd, b"ok"), 2);
+            to_client.send(2).unwrap();
+            tid
+        });
+        let client = std::thread::spawn(move || {
+            let tid = gettid();
+            let s = std::net::TcpStream::connect(addr).expect("connect");
+            let fd = s.as_raw_fd();
+            let mut b = [0u8; 64];
+            assert_eq!(c_write(fd, b"0123456789"), 10);
+            assert_eq!(c_sendmsg(fd, b"ab", b"cdefghij"), 10);
+            to_server.send(1).unwrap();
+            client_rx.recv().unwrap();
+            assert_eq!(c_recvfrom(fd, &mut b[..5]), 5);
+            assert_eq!(c_recv(fd, &mut b[..12], 0), 12);
+            // A long first segment: only it is read (up to the cap).
+            assert_eq!(c_writev(fd, &[b'x'; 100], b"yyyyy"), 105);
+            assert_eq!(c_sendfile(fd, file_fd, 20), 20);
+            to_server.send(2).unwrap();
+            client_rx.recv().unwrap();
+            assert_eq!(c_read(fd, &mut b[..2]), 2);
+            tid
+        });
+        tids = (client.join().unwrap(), server.join().unwrap());
+        std::thread::sleep(Duration::from_millis(30));
+    });
+    drop(file);
+    let (client, server) = tids;
+    let c = |s: &[u8]| s.to_vec();
+    assert_eq!(
+        chunks_of(&records, client),
+        vec![
+            (Op::Send, 0, c(b"0123456789")),
+            (Op::Send, 10, c(b"abcdef")),
+            (Op::Recv, 0, c(b"HTTP/")),
+            (Op::Recv, 5, c(b"1.1 200 OK\r")),
+            (Op::Send, 0, c(&[b'x'; 16])),
+            // sendfile: past the cap, nothing to copy, no bytes.
+            (Op::Send, u32::MAX, Vec::new()),
+            (Op::Recv, 0, c(b"ok")),
+        ]
+    );
+    let server_chunks = chunks_of(&records, server);
+    assert_eq!(server_chunks[0], (Op::Recv, 0, c(b"0123456789abcdef")));
+    assert_eq!(server_chunks[1], (Op::Send, 0, c(b"HTTP/1.1 200 OK\r")));
+    // Message 3 arrives in reads of any size; their bytes are the first 16
+    // of 'x' * 100 at increasing offsets.
+    let mut msg3 = Vec::new();
+    for (op, off, bytes) in &server_chunks[2..server_chunks.len() - 1] {
+        assert_eq!(*op, Op::Recv);
+        if *off != u32::MAX {
+            assert_eq!(*off as usize, msg3.len(), "offsets follow on");
+            msg3.extend_from_slice(bytes);
+        }
+    }
+    assert_eq!(msg3, vec![b'x'; 16]);
+    assert_eq!(server_chunks.last().unwrap(), &(Op::Send, 0, c(b"ok")));
+}
+
+/// The default content capture: no bytes leave the recorder, but messages
+/// of known protocols carry a label, with literals redacted.
+#[test]
+fn default_capture_keeps_labels_not_bytes() {
+    if !have_root("default_capture_keeps_labels_not_bytes") {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let (records, _) = record(vec![addr.port()], opts(), || {
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept().expect("accept");
+            let fd = s.as_raw_fd();
+            let mut b = [0u8; 256];
+            let n = c_read(fd, &mut b);
+            assert!(n > 0);
+            assert_eq!(c_write(fd, b"HTTP/1.1 404 Not Found\r\n\r\n"), 26);
+        });
+        let s = std::net::TcpStream::connect(addr).expect("connect");
+        let fd = s.as_raw_fd();
+        let req = b"GET /index.php?title=Page_7 HTTP/1.1\r\nHost: wiki\r\n\r\n";
+        assert_eq!(c_write(fd, req), req.len());
+        let mut b = [0u8; 64];
+        assert_eq!(c_read(fd, &mut b), 26);
+        server.join().unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+    });
+    let evs = events(&records);
+    assert!(
+        evs.iter()
+            .all(|e| !matches!(e.data.as_deref(), Some(Data::Bytes { .. }))),
+        "no raw bytes by default"
+    );
+    let labels: Vec<&Label> = evs
+        .iter()
+        .filter_map(|e| match e.data.as_deref() {
+            Some(Data::Label(l)) => Some(l),
+            _ => None,
+        })
+        .collect();
+    // The request on both ends, the reply on both ends.
+    let requests: Vec<_> = labels.iter().filter(|l| !l.reply).collect();
+    let replies: Vec<_> = labels.iter().filter(|l| l.reply).collect();
+    assert_eq!(requests.len(), 2, "{labels:?}");
+    assert_eq!(replies.len(), 2, "{labels:?}");
+    for l in requests {
+        assert_eq!(l.protocol, "http");
+        assert_eq!(l.name, "GET /index.php");
+        let text = format!("{:?}", l.attrs);
+        assert!(
+            !text.contains("Page_7"),
+            "query values are redacted: {text}"
+        );
+    }
+    for l in replies {
+        assert!(
+            l.attrs
+                .iter()
+                .any(|(k, v)| k == "http.response.status_code" && v == "404"),
+            "{l:?}"
+        );
+    }
 }

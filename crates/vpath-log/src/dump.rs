@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 
 use rustc_hash::FxHashMap;
 use vpath_core::event::fmt_endpoint;
-use vpath_core::{flags, Record};
+use vpath_core::{flags, Data, Record};
 
 use crate::error::LogError;
 use crate::format::{header_flags, EndStats};
@@ -142,6 +142,25 @@ pub fn dump<R: Read, W: Write>(
                 }
                 if e.flags & !flags::ALL != 0 {
                     write!(out, " flags={:#x}", e.flags).map_err(o)?;
+                }
+                match e.data.as_deref() {
+                    None => {}
+                    Some(Data::Bytes { offset, bytes }) => {
+                        write!(
+                            out,
+                            " data@{offset}[{}]=\"{}\"",
+                            bytes.len(),
+                            bytes.escape_ascii()
+                        )
+                        .map_err(o)?;
+                    }
+                    Some(Data::Label(l)) => {
+                        let kind = if l.reply { "reply" } else { "request" };
+                        write!(out, " {kind}={}:{:?}", l.protocol, l.name).map_err(o)?;
+                        for (k, v) in &l.attrs {
+                            write!(out, " {k}={v:?}").map_err(o)?;
+                        }
+                    }
                 }
                 writeln!(out).map_err(o)?;
             }

@@ -8,7 +8,7 @@ pub const VERSION_MAJOR: u16 = 1;
 /// The minor format version this crate writes. Minor versions only add
 /// things older readers may ignore (record kinds >= 0x80, trailing bytes in
 /// record bodies).
-pub const VERSION_MINOR: u16 = 0;
+pub const VERSION_MINOR: u16 = 1;
 
 /// Size of the fixed file-header prefix: magic, major, minor, body length.
 pub const FILE_PREFIX_LEN: usize = 16;
@@ -50,11 +50,30 @@ pub mod kind {
     }
 }
 
+/// The kinds of an Event record's data extension (format 1.1).
+pub mod data_kind {
+    /// Raw message bytes: `varint offset, varint len, len bytes`.
+    pub const BYTES: u8 = 1;
+    /// A protocol label: `u8 reply, string protocol, string name, varint n,
+    /// n x (string key, string value)`.
+    pub const LABEL: u8 = 2;
+}
+
+/// Most raw bytes one event carries.
+pub const MAX_DATA_BYTES: usize = 64 * 1024;
+/// Most attributes of one label.
+pub const MAX_LABEL_ATTRS: usize = 64;
+/// Longest label protocol or attribute key.
+pub const MAX_LABEL_KEY: usize = 256;
+/// Longest label name or attribute value.
+pub const MAX_LABEL_VALUE: usize = 64 * 1024;
+
 /// Header flag bits.
 pub mod header_flags {
     /// The stream carries loss checkpoints.
     pub const CHECKPOINTED: u32 = 1;
-    /// Reserved: the stream may carry payload records (none are defined yet).
+    /// Events may carry raw message bytes (the recorder's opt-in payload
+    /// capture). Without it, events carry at most protocol labels.
     pub const PAYLOADS: u32 = 2;
     pub const ALL: u32 = CHECKPOINTED | PAYLOADS;
 }

@@ -38,7 +38,8 @@ mod writer;
 pub use dump::{dump, fmt_ts, DumpError, DumpSummary};
 pub use error::{FileError, FileErrorKind, LogError, WriteError};
 pub use format::{
-    header_flags, kind, Clock, EndStats, Header, BLOCK_HEADER_LEN, MAGIC, MAX_BLOCK_PAYLOAD,
+    data_kind, header_flags, kind, Clock, EndStats, Header, BLOCK_HEADER_LEN, MAGIC,
+    MAX_BLOCK_PAYLOAD, MAX_DATA_BYTES, MAX_LABEL_ATTRS, MAX_LABEL_KEY, MAX_LABEL_VALUE,
     MAX_SOCKET_ID, VERSION_MAJOR, VERSION_MINOR,
 };
 pub use reader::LogReader;

@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::Path;
 
 use rustc_hash::FxHashMap;
-use vpath_core::{flags, Checkpoint, Event, Op, Record, Syscall, ThreadInfo};
+use vpath_core::{flags, Checkpoint, Data, Event, Label, Op, Record, Syscall, ThreadInfo};
 
 use crate::error::{FileError, FileErrorKind, LogError};
 use crate::format::*;
@@ -194,6 +194,59 @@ impl<'a> Body<'a> {
 /// `decode_event`).
 #[cold]
 #[inline(never)]
+/// Reads an Event record's data extension (format 1.1). Unknown data kinds
+/// (of later minor versions) are skipped.
+fn decode_data(b: &mut Body<'_>) -> Result<Option<Box<Data>>, LogError> {
+    let at = b.p;
+    let kind = b.array::<1>("data kind")?[0];
+    let d = match kind {
+        data_kind::BYTES => {
+            let offset = b.u32("data offset")?;
+            let len = b.varint("data length")?;
+            if len > MAX_DATA_BYTES as u64 {
+                return Err(malformed(
+                    b.base + at as u64,
+                    b.what,
+                    format!("data length {len} exceeds the maximum {MAX_DATA_BYTES}"),
+                ));
+            }
+            let bytes = b.bytes(len as usize, "data bytes")?;
+            Data::Bytes {
+                offset,
+                bytes: bytes.into(),
+            }
+        }
+        data_kind::LABEL => {
+            let reply = b.array::<1>("label reply flag")?[0] & 1 != 0;
+            let protocol = b.string("label protocol", MAX_LABEL_KEY)?;
+            let name = b.string("label name", MAX_LABEL_VALUE)?;
+            let at_n = b.p;
+            let n = b.varint("label attribute count")?;
+            if n > MAX_LABEL_ATTRS as u64 {
+                return Err(malformed(
+                    b.base + at_n as u64,
+                    b.what,
+                    format!("label has {n} attributes, more than the maximum {MAX_LABEL_ATTRS}"),
+                ));
+            }
+            let mut attrs = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                let k = b.string("label attribute key", MAX_LABEL_KEY)?;
+                let v = b.string("label attribute value", MAX_LABEL_VALUE)?;
+                attrs.push((k, v));
+            }
+            Data::Label(Label {
+                protocol,
+                name,
+                attrs,
+                reply,
+            })
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(Box::new(d)))
+}
+
 fn event_field_error(body: &[u8], base: u64) -> LogError {
     let mut p = 2;
     for name in ["ts delta", "tid", "socket id", "ret", "seq"] {
@@ -789,7 +842,19 @@ impl<R: Read> LogReader<R> {
             seq,
             local: slot.local,
             remote: slot.remote,
+            data: None,
         };
+        let mut e = e;
+        if p < be {
+            // Format 1.1: the data extension.
+            let mut b = Body {
+                b: &self.buf[p..be],
+                p: 0,
+                base: self.buf_offset + p as u64,
+                what: WHAT,
+            };
+            e.data = decode_data(&mut b)?;
+        }
         if fl & flags::SEQ != 0 {
             slot.exp_seq[d] = seq_after(&e);
         }

@@ -104,6 +104,7 @@ pub fn workload(n: usize, seed: u64) -> Vec<Record> {
             seq: if op == Op::Close { 0 } else { seq },
             local: c.local,
             remote: c.remote,
+            data: None,
         }));
         if op == Op::Close {
             next_cookie += 1;

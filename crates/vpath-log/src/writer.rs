@@ -4,7 +4,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 
 use rustc_hash::FxHashMap;
-use vpath_core::{flags, Checkpoint, Event, Op, Record, ThreadInfo};
+use vpath_core::{flags, Checkpoint, Data, Event, Op, Record, ThreadInfo};
 
 use crate::error::WriteError;
 use crate::format::*;
@@ -106,6 +106,44 @@ fn put_str(out: &mut Vec<u8>, s: &str, what: &'static str, max: usize) -> Result
     }
     varint::put(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+/// Appends an event's data extension (format 1.1, see FORMAT.md).
+fn put_data(out: &mut Vec<u8>, d: &Data) -> Result<(), WriteError> {
+    match d {
+        Data::Bytes { offset, bytes } => {
+            if bytes.len() > MAX_DATA_BYTES {
+                return Err(WriteError::TooLong {
+                    what: "event data",
+                    len: bytes.len(),
+                    max: MAX_DATA_BYTES,
+                });
+            }
+            out.push(data_kind::BYTES);
+            varint::put(out, *offset as u64);
+            varint::put(out, bytes.len() as u64);
+            out.extend_from_slice(bytes);
+        }
+        Data::Label(l) => {
+            if l.attrs.len() > MAX_LABEL_ATTRS {
+                return Err(WriteError::TooLong {
+                    what: "label attributes",
+                    len: l.attrs.len(),
+                    max: MAX_LABEL_ATTRS,
+                });
+            }
+            out.push(data_kind::LABEL);
+            out.push(u8::from(l.reply));
+            put_str(out, &l.protocol, "label protocol", MAX_LABEL_KEY)?;
+            put_str(out, &l.name, "label name", MAX_LABEL_VALUE)?;
+            varint::put(out, l.attrs.len() as u64);
+            for (k, v) in &l.attrs {
+                put_str(out, k, "label attribute key", MAX_LABEL_KEY)?;
+                put_str(out, v, "label attribute value", MAX_LABEL_VALUE)?;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -222,6 +260,12 @@ impl<W: Write> LogWriter<W> {
 
     pub fn write_event(&mut self, e: &Event) -> Result<(), WriteError> {
         self.check()?;
+        // The data extension is encoded (and checked) before anything is
+        // interned, so that an error leaves the stream consistent.
+        let mut ext = Vec::new();
+        if let Some(d) = e.data.as_deref() {
+            put_data(&mut ext, d)?;
+        }
         // Decide on a reset first: it clears both tables, so it must come
         // before either kind of interning record of this event.
         let known_thread = self.threads.get(&e.tid).copied();
@@ -297,7 +341,12 @@ impl<W: Write> LogWriter<W> {
         } else {
             varint::put_arr(&mut b, &mut n, e.seq as u64);
         }
-        self.push_record(kind::EVENT, &b[..n]);
+        if ext.is_empty() {
+            self.push_record(kind::EVENT, &b[..n]);
+        } else {
+            ext.splice(0..0, b[..n].iter().copied());
+            self.push_record(kind::EVENT, &ext);
+        }
         self.prev_ts = e.ts_ns;
         self.events += 1;
         if e.op == Op::Close {
@@ -448,6 +497,7 @@ mod tests {
             seq: 0,
             local: "127.0.0.1:1".parse().unwrap(),
             remote: "127.0.0.1:2".parse().unwrap(),
+            data: None,
         }
     }
 

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
 use proptest::prelude::*;
-use vpath_core::{flags, Checkpoint, Event, Op, Record, Syscall, ThreadInfo};
+use vpath_core::{flags, Checkpoint, Data, Event, Label, Op, Record, Syscall, ThreadInfo};
 use vpath_log::*;
 
 fn header() -> Header {
@@ -98,6 +98,7 @@ fn ev(ts: u64, tid: u32, sock: u64, op: Op, ret: i64, seq: u32) -> Event {
         seq,
         local: "10.0.0.1:80".parse().unwrap(),
         remote: format!("10.0.0.2:{}", 4000 + sock).parse().unwrap(),
+        data: None,
     }
 }
 
@@ -110,9 +111,26 @@ fn sample() -> Vec<Record> {
             comm: "nginx".into(),
         }),
         Record::Event(ev(12_345_678_901, 101, 0x1f, Op::Accept, 5, 0)),
-        Record::Event(ev(12_345_680_000, 101, 0x1f, Op::Recv, 120, 1000)),
+        Record::Event(Event {
+            data: Some(Box::new(Data::Bytes {
+                offset: 0,
+                bytes: b"GET /a?b=1 HTTP/1.1\r\n\x00\xff"[..].into(),
+            })),
+            ..ev(12_345_680_000, 101, 0x1f, Op::Recv, 120, 1000)
+        }),
         Record::Event(ev(12_345_690_000, 101, 0x20, Op::Connect, 0, 0)),
-        Record::Event(ev(12_345_700_000, 101, 0x20, Op::Send, 80, 555)),
+        Record::Event(Event {
+            data: Some(Box::new(Data::Label(Label {
+                protocol: "mysql".into(),
+                name: "SELECT".into(),
+                attrs: vec![
+                    ("db.query.text".into(), "SELECT a FROM t WHERE b = ?".into()),
+                    ("db.system.name".into(), "mysql".into()),
+                ],
+                reply: false,
+            }))),
+            ..ev(12_345_700_000, 101, 0x20, Op::Send, 80, 555)
+        }),
         Record::Thread(ThreadInfo {
             pid: 100,
             tid: 102,
@@ -643,12 +661,14 @@ fn arb_event() -> impl Strategy<Value = Event> {
         // Mostly, a socket keeps its endpoints, so that its stream
         // positions are delta-encoded across events.
         prop::bool::weighted(0.8),
+        arb_data(),
     )
         .prop_map(
             |(
                 (ts_ns, mut netns, cgroup, pid, tid, sock),
                 (op, sc, fl, ret, seq, mut local, mut remote),
                 stable,
+                data,
             )| {
                 if stable {
                     netns = 4026531840;
@@ -669,9 +689,34 @@ fn arb_event() -> impl Strategy<Value = Event> {
                     seq,
                     local,
                     remote,
+                    data,
                 }
             },
         )
+}
+
+fn arb_data() -> impl Strategy<Value = Option<Box<Data>>> {
+    prop_oneof![
+        6 => Just(None),
+        1 => (any::<u32>(), prop::collection::vec(any::<u8>(), 0..300)).prop_map(
+            |(offset, bytes)| Some(Box::new(Data::Bytes {
+                offset,
+                bytes: bytes.into()
+            }))
+        ),
+        1 => (
+            "[a-z]{0,10}",
+            ".{0,40}",
+            prop::collection::vec(("[a-z.]{1,20}", ".{0,60}"), 0..5),
+            any::<bool>()
+        )
+            .prop_map(|(protocol, name, attrs, reply)| Some(Box::new(Data::Label(Label {
+                protocol,
+                name,
+                attrs,
+                reply
+            })))),
+    ]
 }
 
 fn arb_record() -> impl Strategy<Value = Record> {
@@ -766,14 +811,15 @@ proptest! {
 }
 
 #[test]
-fn format_is_stable_against_stored_v1_log() {
-    // A log written by this version of the format, stored in the repo: the
-    // writer must still produce exactly these bytes, and the reader must
-    // still read them. A deliberate format change bumps the version and
-    // adds a new fixture (UPDATE_GOLDEN=1 rewrites this one).
+fn format_is_stable_against_stored_logs() {
+    // Logs written by each version of the format, stored in the repo: the
+    // reader must still read them all, and the writer must still produce
+    // exactly the current version's bytes. A deliberate format change bumps
+    // the version and adds a new fixture (UPDATE_GOLDEN=1 rewrites the
+    // current one).
     let recs = sample();
     let bytes = encode_with(&recs, small_blocks(), stats(n_events(&recs)));
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sample-v1.0.bin");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sample-v1.1.bin");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(path, &bytes).unwrap();
     }
@@ -785,6 +831,42 @@ fn format_is_stable_against_stored_v1_log() {
         stored == bytes,
         "the writer's output changed: bump the format version"
     );
+
+    // 1.0 had no event data: the same records without it.
+    let v10: Vec<Record> = recs
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            if let Record::Event(e) = &mut r {
+                e.data = None;
+            }
+            r
+        })
+        .collect();
+    let stored = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/sample-v1.0.bin"
+    ))
+    .unwrap();
+    assert_eq!(LogReader::new(&stored[..]).unwrap().version(), (1, 0));
+    let (got, end) = read_all(&stored);
+    assert_eq!(got, v10);
+    assert_eq!(end.unwrap(), Some(stats(n_events(&v10))));
+}
+
+#[test]
+fn data_limits_are_checked_on_write_and_read() {
+    let mut e = ev(1, 101, 0x1f, Op::Recv, 10, 0);
+    e.data = Some(Box::new(Data::Bytes {
+        offset: 0,
+        bytes: vec![0u8; MAX_DATA_BYTES + 1].into(),
+    }));
+    let mut w = LogWriter::new(Vec::new(), &header()).unwrap();
+    let err = w.write_event(&e).unwrap_err();
+    assert!(err.to_string().contains("event data"), "{err}");
+    // The stream stays usable: the event was not half-written.
+    e.data = None;
+    w.write_event(&e).unwrap();
 }
 
 #[test]
