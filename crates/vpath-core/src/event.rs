@@ -198,6 +198,37 @@ pub struct Event {
     pub seq: u32,
     pub local: SocketAddr,
     pub remote: SocketAddr,
+    /// What the source saw of the application bytes this operation moved,
+    /// when it looked (see [`Data`]); `None` for most events.
+    pub data: Option<Box<Data>>,
+}
+
+/// What a source knows of the bytes that an operation moved, taken from the
+/// start of its message (consecutive data operations in one direction on
+/// one socket). Sources give at most the first few KiB of each message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Data {
+    /// The bytes of this operation that lie at `offset ..` of its message
+    /// (payload capture, which the user opted into).
+    Bytes { offset: u32, bytes: Box<[u8]> },
+    /// The protocol recognized in the first bytes of this operation's
+    /// message, with no bytes kept (what the recorder keeps by default).
+    Label(Label),
+}
+
+/// An application-protocol reading of a message's first bytes: the span
+/// name and attributes it gives (see the `vpath-proto` crate).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Label {
+    /// `http`, `fastcgi`, `mysql`, `postgresql`, `memcached`, `redis`.
+    pub protocol: String,
+    /// For requests: the span name (`GET /index.php`, `SELECT`); may be
+    /// empty for replies.
+    pub name: String,
+    /// OpenTelemetry-style attributes, sorted by key.
+    pub attrs: Vec<(String, String)>,
+    /// A reading of a reply (status, error), not of a request.
+    pub reply: bool,
 }
 
 impl Event {
@@ -314,6 +345,7 @@ mod tests {
             seq: 0,
             local: "127.0.0.1:1".parse().unwrap(),
             remote: "127.0.0.1:2".parse().unwrap(),
+            data: None,
         };
         assert_eq!(e.moved(), 10);
         e.ret = -11;

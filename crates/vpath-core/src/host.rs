@@ -62,7 +62,8 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::analyzer::{Config, HostId, Stats};
-use crate::event::{canonical, Event, Op, Record};
+use crate::content::{add_data, Content};
+use crate::event::{canonical, Event, Op, Record, Syscall};
 use crate::path::Issue;
 
 /// Stream position of a message's first byte.
@@ -124,10 +125,15 @@ pub struct Call {
     pub bytes_in: u64,
     /// A reply was seen (sources without byte counts report 0 bytes).
     pub replied: bool,
+    /// The connection closed before any reply: a one-way request (MySQL's
+    /// COM_QUIT), not a reply we missed.
+    pub closed: bool,
     /// Made by a worker thread and adopted by the request it replied to
     /// (see [`HostStage::adopt`]).
     pub adopted: bool,
     pub issues: Vec<Issue>,
+    /// What the request and reply carried (see [`crate::content`]).
+    pub content: Option<Box<Content>>,
 }
 
 /// A finished span: the plain record that the stitch joins.
@@ -158,6 +164,12 @@ pub struct SpanRecord {
     /// Records merged into this one (a worker's calls adopted by the request
     /// it replied to): their `Link`s name these ids as parent.
     pub adopted: Vec<RecId>,
+    /// For server spans: what the request and reply carried.
+    pub content: Option<Box<Content>>,
+    /// For server spans: the reply was seen. (Without it, when the
+    /// connection closed, there is no `NoReply` issue, but under loss the
+    /// calls still cannot be proven.)
+    pub replied: bool,
 }
 
 /// What a host stage hands to the stitch.
@@ -227,6 +239,11 @@ struct Sock {
     /// Stream position expected next, per direction (Out, In), where known.
     next_seq: [Option<u32>; 2],
     cur: Cur,
+    /// This end shut down its sending side (a FIN by `shutdown`) at this
+    /// time, after replying: the socket is kept to catch the rest of the
+    /// request, read late (php-fpm reads FastCGI's last empty record after
+    /// replying), and forgotten later.
+    shut: Option<u64>,
 }
 
 impl Sock {
@@ -254,6 +271,13 @@ enum Phase {
     Calling,
     /// Sending the reply.
     Reply,
+    /// Replied, then shut down its side of the connection and kept it (a
+    /// FIN by `shutdown`, not `close`): the thread still holds the request,
+    /// so its calls are this span's until it takes up other work, and bytes
+    /// read on the connection are the rest of this request (php-fpm replies,
+    /// shuts down, runs the script's post-response work, and may read
+    /// FastCGI's last empty record only then).
+    Tail,
 }
 
 struct OpenRec {
@@ -270,6 +294,9 @@ struct OpenRec {
     floating: bool,
     /// For server spans: the thread sending the reply.
     replier: Option<u32>,
+    /// Its connection closed: nothing more can happen in this exchange, so a
+    /// missing reply was never sent (a one-way request), not missed.
+    closed: bool,
 }
 
 struct Thread {
@@ -349,10 +376,15 @@ pub struct HostStage {
     next_flush_check: u64,
     next_gc: u64,
     last_watermark: u64,
+    /// Sockets kept after this end's `shutdown`, oldest first.
+    shut_socks: VecDeque<(u64, u64)>,
 }
 
 const FLUSH_CHECK_NS: u64 = 100_000_000;
 const GC_EVERY_NS: u64 = 10_000_000_000;
+/// How long a socket is kept after this end's `shutdown`, for the rest of
+/// its last request.
+const SHUT_TTL_NS: u64 = 2_000_000_000;
 /// A thread with nothing open and no operation for this long is forgotten
 /// (threads come and go: process-per-connection servers, short-lived
 /// clients). If it comes back, its next record's loss window reaches back
@@ -383,6 +415,7 @@ impl HostStage {
             next_flush_check: 0,
             next_gc: 0,
             last_watermark: 0,
+            shut_socks: VecDeque::new(),
         }
     }
 
@@ -408,11 +441,15 @@ impl HostStage {
                         }
                     }
                     Op::Connect | Op::Accept => self.open_conn(e, out),
+                    Op::Close if e.syscall == Syscall::Shutdown && e.tid != 0 => {
+                        self.shutdown(e, out)
+                    }
                     Op::Close => self.close(e.sock, out),
                 }
                 if self.now >= self.next_flush_check {
                     self.next_flush_check = self.now + FLUSH_CHECK_NS;
                     self.idle_flush(out);
+                    self.forget_shut_sockets(out);
                 }
                 if self.now >= self.next_gc {
                     self.next_gc = self.now + GC_EVERY_NS;
@@ -501,6 +538,7 @@ impl HostStage {
             dir: None,
             next_seq: [None; 2],
             cur: Cur::None,
+            shut: None,
         });
         // A tuple learnt late (connect before the port was bound), or lost
         // after close (ports read 0): keep the most complete one.
@@ -693,7 +731,10 @@ impl HostStage {
         let mut done = Vec::new();
         for id in spans {
             match self.recs.get(&id) {
-                Some(r) if r.phase == Phase::Reply && r.replier.is_none_or(|t| t == tid) => {
+                Some(r)
+                    if matches!(r.phase, Phase::Reply | Phase::Tail)
+                        && r.replier.is_none_or(|t| t == tid) =>
+                {
                     done.push(id)
                 }
                 Some(_) => keep.push(id),
@@ -715,6 +756,20 @@ impl HostStage {
         out: &mut Vec<HostOutput>,
     ) {
         let cur = self.socks[&e.sock].cur;
+        if self.socks[&e.sock].shut.is_some() {
+            // After this end's FIN, a new request could not be answered:
+            // these bytes are the rest of the last one.
+            if let Some(r) = match cur {
+                Cur::Span(id) => self.recs.get_mut(&id),
+                _ => None,
+            } {
+                r.rec.bytes_in += e.moved();
+                r.last_ns = e.ts_ns;
+                return;
+            }
+            stats.stray_messages += 1;
+            return;
+        }
         let mut pos = pos;
         if !new_msg {
             let open = match cur {
@@ -729,6 +784,7 @@ impl HostStage {
             };
             if r.phase == Phase::Request {
                 r.rec.bytes_in += e.moved();
+                add_data(&mut r.rec.content, e, false);
                 r.last_ns = e.ts_ns;
                 if r.rec.tid != e.tid {
                     add_issue(&mut r.rec.issues, Issue::HandOff);
@@ -769,6 +825,7 @@ impl HostStage {
         // calls it makes meanwhile, which `client_send` marks.
         let mut rec = self.new_record(id, RecKind::Server, e, netns, local, remote, issues);
         rec.bytes_in = e.moved();
+        add_data(&mut rec.content, e, false);
         rec.uplink = uplink;
         let win_start = self.threads[&e.tid].history_from();
         self.recs.insert(
@@ -781,6 +838,7 @@ impl HostStage {
                 last_ns: e.ts_ns,
                 floating: false,
                 replier: None,
+                closed: false,
             },
         );
         self.threads.get_mut(&e.tid).unwrap().spans.push(id);
@@ -823,6 +881,8 @@ impl HostStage {
             issues,
             withdrawn: Vec::new(),
             adopted: Vec::new(),
+            content: None,
+            replied: false,
         }
     }
 
@@ -851,6 +911,7 @@ impl HostStage {
         r.phase = Phase::Reply;
         r.replier = Some(e.tid);
         r.rec.bytes_out += e.moved();
+        add_data(&mut r.rec.content, e, true);
         r.rec.end_ns = e.ts_ns;
         r.last_ns = e.ts_ns;
         let owner = r.rec.tid;
@@ -903,6 +964,7 @@ impl HostStage {
                 {
                     let c = &mut r.rec.calls[idx as usize];
                     c.bytes_out += e.moved();
+                    add_data(&mut c.content, e, false);
                     c.end_ns = e.ts_ns;
                     r.last_ns = e.ts_ns;
                     return;
@@ -941,7 +1003,7 @@ impl HostStage {
         if guessed {
             call_issues.push(Issue::RoleGuessed);
         }
-        let call = Call {
+        let mut call = Call {
             key,
             scope,
             local,
@@ -951,13 +1013,18 @@ impl HostStage {
             bytes_out: e.moved(),
             bytes_in: 0,
             replied: false,
+            closed: false,
             adopted: false,
             issues: call_issues,
+            content: None,
         };
+        add_data(&mut call.content, e, false);
         let parent = if active.len() == 1 {
             let id = active[0];
             let r = self.recs.get_mut(&id).unwrap();
-            r.phase = Phase::Calling;
+            if r.phase != Phase::Tail {
+                r.phase = Phase::Calling;
+            }
             r.last_ns = e.ts_ns;
             r.rec.calls.push(call);
             (id, r.rec.calls.len() as u32 - 1)
@@ -989,6 +1056,7 @@ impl HostStage {
                     last_ns: e.ts_ns,
                     floating,
                     replier: None,
+                    closed: false,
                 },
             );
             let th = self.threads.get_mut(&e.tid).unwrap();
@@ -1035,6 +1103,7 @@ impl HostStage {
             if let Some(r) = self.recs.get_mut(&id) {
                 let c = &mut r.rec.calls[idx as usize];
                 c.bytes_in += e.moved();
+                add_data(&mut c.content, e, true);
                 c.replied = true;
                 c.end_ns = e.ts_ns;
                 r.last_ns = e.ts_ns;
@@ -1189,14 +1258,64 @@ impl HostStage {
         }
     }
 
+    /// This end sent its FIN with `shutdown` (the descriptor stays open). On
+    /// a server socket whose request was answered, the socket is kept: the
+    /// rest of that request may still be read (see [`Phase::Tail`]).
+    fn shutdown(&mut self, e: &Event, out: &mut Vec<HostOutput>) {
+        let replied = match self.socks.get(&e.sock) {
+            Some(s) if s.role == Role::Server => match s.cur {
+                Cur::Span(id) => self.recs.get(&id).is_some_and(|r| r.phase == Phase::Reply),
+                _ => false,
+            },
+            _ => false,
+        };
+        if replied {
+            let s = self.socks.get_mut(&e.sock).unwrap();
+            s.shut = Some(e.ts_ns);
+            if let Cur::Span(id) = s.cur {
+                let r = self.recs.get_mut(&id).unwrap();
+                // The thread that replied and shut down keeps the request.
+                if r.rec.tid == e.tid && r.replier.is_none_or(|t| t == e.tid) {
+                    r.phase = Phase::Tail;
+                    r.last_ns = e.ts_ns;
+                }
+            }
+            self.shut_socks.push_back((e.ts_ns, e.sock));
+        } else {
+            self.close(e.sock, out);
+        }
+    }
+
+    /// Forgets sockets shut down more than [`SHUT_TTL_NS`] ago.
+    fn forget_shut_sockets(&mut self, out: &mut Vec<HostOutput>) {
+        let limit = self.now.saturating_sub(SHUT_TTL_NS);
+        while let Some(&(ts, sock)) = self.shut_socks.front() {
+            if ts > limit {
+                break;
+            }
+            self.shut_socks.pop_front();
+            if self.socks.get(&sock).is_some_and(|s| s.shut == Some(ts)) {
+                self.close(sock, out);
+            }
+        }
+    }
+
     fn close(&mut self, sock: u64, out: &mut Vec<HostOutput>) {
         let Some(s) = self.socks.remove(&sock) else {
             return;
         };
         match s.cur {
-            Cur::Span(id) => self.finalize(id, out),
-            Cur::Call(id, _) => {
-                if let Some(r) = self.recs.get(&id) {
+            Cur::Span(id) => {
+                if let Some(r) = self.recs.get_mut(&id) {
+                    r.closed = true;
+                }
+                self.finalize(id, out)
+            }
+            Cur::Call(id, idx) => {
+                if let Some(r) = self.recs.get_mut(&id) {
+                    if let Some(c) = r.rec.calls.get_mut(idx as usize) {
+                        c.closed = true;
+                    }
                     if r.rec.kind == RecKind::Origin && !r.floating {
                         self.finalize(id, out);
                     }
@@ -1235,7 +1354,7 @@ impl HostStage {
             .filter(|(_, r)| {
                 let limit = if r.floating { give_up_limit } else { limit };
                 r.last_ns < limit
-                    && (r.phase == Phase::Reply
+                    && (matches!(r.phase, Phase::Reply | Phase::Tail)
                         || (r.rec.kind == RecKind::Origin && r.rec.calls[0].replied))
             })
             .map(|(id, r)| (*id, r.floating))
@@ -1280,13 +1399,20 @@ impl HostStage {
             rec.bytes_out = c.bytes_out;
             rec.bytes_in = c.bytes_in;
         }
-        if rec.kind == RecKind::Server && r.phase != Phase::Reply {
+        rec.replied = matches!(r.phase, Phase::Reply | Phase::Tail);
+        if rec.kind == RecKind::Server && !r.closed && !rec.replied {
             add_issue(&mut rec.issues, Issue::NoReply);
         }
         for c in rec.calls.iter_mut() {
-            if !c.replied {
+            if !c.replied && !c.closed {
                 add_issue(&mut c.issues, Issue::NoReply);
             }
+            if let Some(content) = c.content.as_deref_mut() {
+                content.settle();
+            }
+        }
+        if let Some(content) = rec.content.as_deref_mut() {
+            content.settle();
         }
         let win_end = self.now;
         if self.checkpointed {
@@ -1392,7 +1518,7 @@ fn mark_lost(rec: &mut SpanRecord, cut: u64) {
     // Without its reply we cannot tell whether the thread kept the request
     // (its calls are the request's) or handed it off and worked on another
     // (the lost reply was the evidence): none of its calls can be proven.
-    let no_reply = rec.kind == RecKind::Server && rec.issues.contains(&Issue::NoReply);
+    let no_reply = rec.kind == RecKind::Server && !rec.replied;
     let counted = |k: &Option<LinkKey>| {
         matches!(
             k,

@@ -16,11 +16,12 @@
 //!    in a distributed engine.
 
 pub mod analyzer;
+pub mod content;
 pub mod event;
 pub mod host;
 pub mod path;
 pub mod stitch;
 
 pub use analyzer::{Analyzer, Config, HostId, Stats};
-pub use event::{flags, Checkpoint, Event, Op, Record, Syscall, ThreadInfo};
+pub use event::{flags, Checkpoint, Data, Event, Label, Op, Record, Syscall, ThreadInfo};
 pub use path::{Issue, Path, Span, SpanKind};

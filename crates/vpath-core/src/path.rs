@@ -4,6 +4,7 @@
 //! "The JSONL contract"). Fields may be added; none is renamed or removed.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -43,6 +44,18 @@ pub struct Span {
     pub end_ns: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// The application protocol recognized in the request's first bytes
+    /// (`http`, `fastcgi`, `mysql`, `postgresql`, `memcached`, `redis`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// A name for the request, from its protocol (`GET /index.php`, `SELECT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Attributes read from the request and reply, OpenTelemetry semantic
+    /// convention keys where they exist (`http.response.status_code`,
+    /// `db.query.text`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attrs: BTreeMap<String, String>,
     /// Why this span is not known to be exact; empty when it is.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub issues: Vec<Issue>,

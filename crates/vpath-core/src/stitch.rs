@@ -26,6 +26,7 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::analyzer::{Config, HostId, Stats};
+use crate::content::Content;
 use std::net::SocketAddr;
 
 use crate::host::{
@@ -542,8 +543,15 @@ impl Stitch {
             bytes_out,
             calls,
             mut issues,
+            content,
             ..
         } = rec;
+        let (protocol, name, attrs) = match kind {
+            RecKind::Server => Content::span_fields(content.as_deref()),
+            RecKind::Origin => {
+                Content::span_fields(calls.first().and_then(|c| c.content.as_deref()))
+            }
+        };
         let mut spans = Vec::with_capacity(children.len());
         for (call, child) in calls.into_iter().zip(children) {
             for i in &call.issues {
@@ -573,6 +581,9 @@ impl Stitch {
             end_ns,
             bytes_in,
             bytes_out,
+            protocol,
+            name,
+            attrs,
             issues,
             children: spans,
         }
@@ -580,6 +591,7 @@ impl Stitch {
 }
 
 fn remote_span(c: &Call) -> Span {
+    let (protocol, name, attrs) = Content::span_fields(c.content.as_deref());
     Span {
         kind: SpanKind::Remote,
         host: None::<Arc<str>>,
@@ -594,6 +606,9 @@ fn remote_span(c: &Call) -> Span {
         end_ns: c.end_ns,
         bytes_in: c.bytes_out,
         bytes_out: c.bytes_in,
+        protocol,
+        name,
+        attrs,
         issues: Vec::new(),
         children: Vec::new(),
     }

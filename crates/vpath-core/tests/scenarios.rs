@@ -90,6 +90,7 @@ impl World {
             seq: if fl != 0 { seq } else { 0 },
             local: l,
             remote: r,
+            data: None,
         }));
     }
 
@@ -710,4 +711,261 @@ fn a_pooled_connection_after_a_lost_reply_carries_the_next_threads_call() {
         .find(|p| p.root.tid == Some(21))
         .expect("A's span");
     assert!(a.root.children.is_empty() && !a.complete, "{all}");
+}
+
+/// Gives every data event the bytes it would have carried of its message,
+/// as payload capture does: `payload(port, request)` is the whole message
+/// sent to or from the server on `port`; chunks are cut at `cap`.
+fn attach_payloads(w: &mut World, cap: usize, payload: impl Fn(u16, bool) -> Vec<u8>) {
+    for host in &mut w.hosts {
+        let mut at: std::collections::HashMap<u64, (Op, usize)> = Default::default();
+        for r in host.iter_mut() {
+            let Record::Event(e) = r else { continue };
+            if !matches!(e.op, Op::Send | Op::Recv) || e.ret <= 0 {
+                continue;
+            }
+            // The server end is the one whose local port is the service's.
+            let server_end = matches!(e.local.port(), 80 | 3306);
+            let port = if server_end {
+                e.local.port()
+            } else {
+                e.remote.port()
+            };
+            let request = (e.op == Op::Recv) == server_end;
+            let (op, off) = at.entry(e.sock).or_insert((e.op, 0));
+            if *op != e.op {
+                *op = e.op;
+                *off = 0;
+            }
+            let msg = payload(port, request);
+            let end = (*off + e.ret as usize).min(cap).min(msg.len());
+            if *off < end {
+                e.data = Some(Box::new(vpath_core::Data::Bytes {
+                    offset: *off as u32,
+                    bytes: msg[*off..end].into(),
+                }));
+            }
+            *off += e.ret as usize;
+        }
+    }
+}
+
+fn mysql_query(q: &str) -> Vec<u8> {
+    let n = q.len() + 1;
+    let mut v = vec![n as u8, (n >> 8) as u8, (n >> 16) as u8, 0, 0x03];
+    v.extend_from_slice(q.as_bytes());
+    v
+}
+
+fn wiki_payload(port: u16, request: bool) -> Vec<u8> {
+    let mut m = match (port, request) {
+        (80, true) => b"GET /index.php?title=Page_7 HTTP/1.1\r\nHost: wiki\r\n\r\n".to_vec(),
+        (80, false) => b"HTTP/1.1 200 OK\r\nContent-Length: 900\r\n\r\n".to_vec(),
+        (3306, true) => mysql_query("SELECT id FROM page WHERE page_title='Page_7'"),
+        _ => vec![7, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0],
+    };
+    m.resize(6000, b'.');
+    m
+}
+
+#[test]
+fn payload_bytes_name_the_spans_of_a_path() {
+    let mut w = World::new(3, true);
+    three_tier(&mut w, 2);
+    // The requests' first bytes arrive in several reads (300 bytes in 3).
+    attach_payloads(&mut w, 4096, wiki_payload);
+    let paths = w.analyze(&[0, 1, 2], false);
+    assert_eq!(paths.len(), 2);
+    for p in &paths {
+        assert!(p.complete, "{}", shape(p));
+        let root = &p.root;
+        assert_eq!(root.protocol.as_deref(), Some("http"), "{root:#?}");
+        let front = &root.children[0];
+        assert_eq!(front.protocol.as_deref(), Some("http"));
+        assert_eq!(front.name.as_deref(), Some("GET /index.php"));
+        assert_eq!(
+            front
+                .attrs
+                .get("http.response.status_code")
+                .map(String::as_str),
+            Some("200"),
+            "{:?}",
+            front.attrs
+        );
+        assert!(
+            front.attrs.values().any(|v| v.contains("title=Page_7")),
+            "{:?}",
+            front.attrs
+        );
+        for db in &front.children {
+            assert_eq!(db.protocol.as_deref(), Some("mysql"));
+            assert_eq!(db.name.as_deref(), Some("SELECT"));
+            assert_eq!(
+                db.attrs.get("db.query.text").map(String::as_str),
+                Some("SELECT id FROM page WHERE page_title='Page_7'")
+            );
+        }
+    }
+    // An unobserved database: the caller's bytes name the remote leaf.
+    let paths = w.analyze(&[0, 1], false);
+    for p in &paths {
+        for db in &p.root.children[0].children {
+            assert_eq!(db.kind, SpanKind::Remote);
+            assert_eq!(db.name.as_deref(), Some("SELECT"));
+        }
+    }
+}
+
+#[test]
+fn labels_from_the_source_name_spans_without_bytes() {
+    let mut w = World::new(3, true);
+    three_tier(&mut w, 1);
+    attach_payloads(&mut w, 64, wiki_payload);
+    // What the recorder does by default: bytes become labels at the source.
+    for host in &mut w.hosts {
+        let mut l = vpath_core::content::Labeler::new(64);
+        for r in host.iter_mut() {
+            if let Record::Event(e) = r {
+                l.apply(e);
+                assert!(!matches!(
+                    e.data.as_deref(),
+                    Some(vpath_core::Data::Bytes { .. })
+                ));
+            }
+        }
+    }
+    let paths = w.analyze(&[0, 1, 2], false);
+    let front = &paths[0].root.children[0];
+    assert_eq!(front.name.as_deref(), Some("GET /index.php"));
+    let db = &front.children[0];
+    assert_eq!(db.name.as_deref(), Some("SELECT"));
+    let q = &db.attrs["db.query.text"];
+    assert!(!q.contains("Page_7"), "literals are redacted: {q}");
+}
+
+impl World {
+    /// One end of `k` closes its side: a Close event by `tid` with `sc`
+    /// (shutdown keeps the descriptor, close drops it).
+    fn close_end(&mut self, k: &Conn, server_end: bool, tid: u32, sc: Syscall) {
+        let (p, sock, l, r) = if server_end {
+            (k.s, k.s_sock, k.saddr, k.caddr)
+        } else {
+            (k.c, k.c_sock, k.caddr, k.saddr)
+        };
+        self.ev(p, tid, sock, Op::Close, sc, 0, 0, l, r);
+    }
+}
+
+/// php-fpm's way: reply, `shutdown`, then the script's post-response work
+/// (calls to the database), then read the request's last bytes, then the
+/// next request. The post-response calls are the request's; the late bytes
+/// are not a new request.
+#[test]
+fn work_after_reply_and_shutdown_stays_with_the_request() {
+    let mut w = World::new(3, true);
+    let web = Proc {
+        host: 0,
+        pid: 10,
+        netns: 1,
+    };
+    let fpm = Proc {
+        host: 1,
+        pid: 20,
+        netns: 2,
+    };
+    let db = Proc {
+        host: 2,
+        pid: 30,
+        netns: 3,
+    };
+    w.thread(web, 11, "apache2");
+    w.thread(fpm, 21, "php-fpm");
+    w.thread(db, 31, "mariadbd");
+    let mut kd = w.connect(fpm, 21, "10.0.0.2:40001", db, 31, "10.0.0.3:3306");
+    for i in 0..2u32 {
+        let mut k = w.connect(
+            web,
+            11,
+            &format!("10.0.0.1:{}", 41000 + i),
+            fpm,
+            21,
+            "10.0.0.2:9000",
+        );
+        let p = k.up;
+        w.c_send(&mut k, 11, 845, 1);
+        // php-fpm reads all but the last 8 bytes.
+        w.s_recv(&mut k, 21, 837, 2, p);
+        let q = kd.up;
+        w.c_send(&mut kd, 21, 40, 1);
+        w.s_recv(&mut kd, 31, 40, 1, q);
+        let q = kd.down;
+        w.s_send(&mut kd, 31, 400, 1);
+        w.c_recv(&mut kd, 21, 400, 1, q);
+        let q = k.down;
+        w.s_send(&mut k, 21, 30000, 3);
+        w.c_recv(&mut k, 11, 30000, 2, q);
+        w.close_end(&k, true, 21, Syscall::Shutdown);
+        // Post-response work: a COMMIT, then maybe the last 8 bytes.
+        let q = kd.up;
+        w.c_send(&mut kd, 21, 30, 1);
+        w.s_recv(&mut kd, 31, 30, 1, q);
+        let q = kd.down;
+        w.s_send(&mut kd, 31, 11, 1);
+        w.c_recv(&mut kd, 21, 11, 1, q);
+        if i == 0 {
+            w.s_recv(&mut k, 21, 8, 1, p.wrapping_add(837));
+        }
+        w.close_end(&k, false, 11, Syscall::Close);
+    }
+    let paths = w.analyze(&[0, 1, 2], false);
+    assert_eq!(paths.len(), 2, "{paths:#?}");
+    for p in &paths {
+        assert!(p.complete, "{}", shape(p));
+        let fpm_span = &p.root.children[0];
+        assert_eq!(fpm_span.tid, Some(21));
+        assert_eq!(fpm_span.children.len(), 2, "{}", shape(p));
+        assert_eq!(fpm_span.children[1].bytes_in, 30, "the COMMIT");
+    }
+    assert_eq!(
+        paths[0].root.children[0].bytes_in, 845,
+        "late bytes counted"
+    );
+}
+
+/// A request answered by closing the connection (MySQL's COM_QUIT): both
+/// ends know the exchange is over, so neither is marked `no-reply`.
+#[test]
+fn a_request_ended_by_close_is_one_way_not_missing_its_reply() {
+    let mut w = World::new(2, true);
+    let cl = Proc {
+        host: 0,
+        pid: 10,
+        netns: 1,
+    };
+    let db = Proc {
+        host: 1,
+        pid: 30,
+        netns: 3,
+    };
+    w.thread(cl, 11, "php");
+    w.thread(db, 31, "mariadbd");
+    let mut k = w.connect(cl, 11, "10.0.0.1:40000", db, 31, "10.0.0.3:3306");
+    let p = k.up;
+    w.c_send(&mut k, 11, 5, 1);
+    w.s_recv(&mut k, 31, 5, 1, p);
+    w.close_end(&k, false, 11, Syscall::Close);
+    w.close_end(&k, true, 31, Syscall::Close);
+    let paths = w.analyze(&[0, 1], false);
+    assert_eq!(paths.len(), 1);
+    assert!(paths[0].complete, "{}", shape(&paths[0]));
+    // Without the close, the missing reply is an issue.
+    let mut w = World::new(2, true);
+    w.thread(cl, 11, "php");
+    w.thread(db, 31, "mariadbd");
+    let mut k = w.connect(cl, 11, "10.0.0.1:40000", db, 31, "10.0.0.3:3306");
+    let p = k.up;
+    w.c_send(&mut k, 11, 5, 1);
+    w.s_recv(&mut k, 31, 5, 1, p);
+    let paths = w.analyze(&[0, 1], false);
+    assert!(!paths[0].complete, "{}", shape(&paths[0]));
 }

@@ -376,6 +376,7 @@ impl State {
             seq: 0,
             local,
             remote,
+            data: None,
         }));
     }
 

@@ -554,6 +554,7 @@ impl Engine {
             seq: 0,
             local,
             remote,
+            data: None,
         }
     }
 
@@ -1202,6 +1203,9 @@ impl Engine {
                 bytes_out: f.reply_bytes,
                 issues: Vec::new(),
                 children: Vec::new(),
+                protocol: None,
+                name: None,
+                attrs: Default::default(),
             }
         } else {
             Span {
@@ -1220,6 +1224,9 @@ impl Engine {
                 bytes_out: f.reply_bytes,
                 issues: Vec::new(),
                 children: Vec::new(),
+                protocol: None,
+                name: None,
+                attrs: Default::default(),
             }
         };
         if let ProcKind::Pool { free, .. } = &mut self.procs.get_mut(w.proc).kind {
@@ -1263,6 +1270,9 @@ impl Engine {
                 bytes_out: node.span.bytes_in,
                 issues: Vec::new(),
                 children: Vec::new(),
+                protocol: None,
+                name: None,
+                attrs: Default::default(),
             };
             Node {
                 span,

@@ -580,6 +580,7 @@ impl State {
             seq: 0,
             local: s.local.unwrap_or_else(|| unspecified(s.remote)),
             remote: s.remote.unwrap_or_else(|| unspecified(s.local)),
+            data: None,
         };
         self.release(tid);
         self.announce(tid);

@@ -1,0 +1,268 @@
+//! Application content: the first bytes of messages, put together from the
+//! chunks that sources give ([`Data`]) and read with `vpath-proto` into
+//! [`Label`]s (a span's protocol, name and attributes).
+//!
+//! Sources give either raw bytes (payload capture, which the user opted into)
+//! or labels made at the source from a short built-in prefix (the default:
+//! no bytes leave the recorder). Both end here as one [`Label`] per message.
+//! Nothing here decides causality: content only names what the thread and
+//! socket model already found.
+
+use rustc_hash::FxHashMap;
+use vpath_proto::{Protocol, Redact};
+
+use crate::event::{Data, Event, Label, Op};
+
+/// The most bytes of one message that are kept while it is put together.
+pub const MAX_MSG_BYTES: usize = 64 * 1024;
+
+/// The start of one message, as its chunks arrive.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MsgStart {
+    bytes: Vec<u8>,
+    /// A chunk did not continue the bytes before it (an operation in between
+    /// carried none): nothing after the gap is kept.
+    gap: bool,
+    /// The last label a source made for this message.
+    label: Option<Label>,
+}
+
+impl MsgStart {
+    /// Adds what one operation of the message carried.
+    pub fn add(&mut self, data: &Data) {
+        match data {
+            Data::Bytes { offset, bytes } => {
+                let off = *offset as usize;
+                if self.gap || off < self.bytes.len() {
+                    // After a gap, or a repeat of bytes we have.
+                    return;
+                }
+                if off > self.bytes.len() {
+                    self.gap = true;
+                    return;
+                }
+                let room = MAX_MSG_BYTES.saturating_sub(self.bytes.len());
+                self.bytes
+                    .extend_from_slice(&bytes[..bytes.len().min(room)]);
+            }
+            Data::Label(l) => self.label = Some(l.clone()),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty() && self.label.is_none()
+    }
+
+    /// The message read as a request.
+    pub fn request(&self) -> Option<Label> {
+        if !self.bytes.is_empty() {
+            return vpath_proto::parse_request(&self.bytes, Redact::None).map(from_proto);
+        }
+        self.label.clone().filter(|l| !l.reply)
+    }
+
+    /// The message read as the reply to a request of `protocol`.
+    pub fn reply(&self, protocol: Option<&str>) -> Option<Label> {
+        if !self.bytes.is_empty() {
+            let p = protocol.and_then(Protocol::from_name);
+            return vpath_proto::parse_response(&self.bytes, p).map(|l| {
+                let mut l = from_proto(l);
+                l.reply = true;
+                l
+            });
+        }
+        self.label.clone().filter(|l| l.reply)
+    }
+}
+
+/// What one request/reply exchange carried, while it is open; read into
+/// labels when it is final ([`Content::settle`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Content {
+    pub request: MsgStart,
+    pub reply: MsgStart,
+    /// Set by [`Content::settle`].
+    pub request_label: Option<Label>,
+    pub reply_label: Option<Label>,
+}
+
+impl Content {
+    /// Reads the messages into labels and drops their bytes.
+    pub fn settle(&mut self) {
+        self.request_label = self.request.request();
+        let proto = self.request_label.as_ref().map(|l| l.protocol.as_str());
+        self.reply_label = self.reply.reply(proto);
+        self.request = MsgStart::default();
+        self.reply = MsgStart::default();
+    }
+}
+
+/// What a span shows of an exchange: protocol, name, attributes.
+pub type SpanFields = (
+    Option<String>,
+    Option<String>,
+    std::collections::BTreeMap<String, String>,
+);
+
+impl Content {
+    /// The span fields of a settled exchange: the request's protocol, name
+    /// and attributes, and the reply's attributes.
+    pub fn span_fields(c: Option<&Content>) -> SpanFields {
+        let mut attrs = std::collections::BTreeMap::new();
+        let Some(c) = c else {
+            return (None, None, attrs);
+        };
+        let mut protocol = None;
+        let mut name = None;
+        if let Some(l) = &c.request_label {
+            protocol = Some(l.protocol.clone());
+            name = (!l.name.is_empty()).then(|| l.name.clone());
+            attrs.extend(l.attrs.iter().cloned());
+        }
+        if let Some(l) = &c.reply_label {
+            if protocol.is_none() {
+                protocol = Some(l.protocol.clone());
+            }
+            attrs.extend(l.attrs.iter().cloned());
+        }
+        (protocol, name, attrs)
+    }
+}
+
+/// Adds an event's data to the request or reply side of `content`.
+pub fn add_data(content: &mut Option<Box<Content>>, e: &Event, reply: bool) {
+    if let Some(d) = e.data.as_deref() {
+        let c = content.get_or_insert_with(Default::default);
+        if reply {
+            c.reply.add(d)
+        } else {
+            c.request.add(d)
+        }
+    }
+}
+
+/// Converts `vpath-proto`'s reading into the event model's [`Label`].
+pub fn from_proto(l: vpath_proto::Label) -> Label {
+    Label {
+        protocol: l.protocol.name().to_string(),
+        name: l.name,
+        attrs: l
+            .attrs
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        reply: false,
+    }
+}
+
+/// The recorder's default: turns the raw first bytes of each message into a
+/// [`Label`] at the source, with literals redacted, so that no raw bytes are
+/// kept. Feed it a host's events in stream order.
+///
+/// Each socket's message start is put together from its chunks; every event
+/// whose chunk changes the reading carries the new label (the analyzer keeps
+/// the last label of a message), the others carry nothing. Memory: one
+/// prefix per open socket (at most the kernel's capture size, 64 bytes by
+/// default), freed at close; past `max_sockets` sockets all are forgotten.
+#[derive(Debug)]
+pub struct Labeler {
+    socks: FxHashMap<u64, LabelerSock>,
+    max_sockets: usize,
+    max_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct LabelerSock {
+    op: Option<Op>,
+    bytes: Vec<u8>,
+    gap: bool,
+    last: Option<Label>,
+    /// The protocol of the last request seen on this socket (in either
+    /// direction: this end may be the client or the server).
+    protocol: Option<Protocol>,
+    /// Messages in a row that were not recognized.
+    misses: u8,
+}
+
+/// A socket with this many unrecognized messages in a row, and no request
+/// ever recognized, is taken to speak a protocol we do not know.
+const UNKNOWN_AFTER: u8 = 4;
+
+impl Labeler {
+    /// `max_bytes`: the prefix the recorder asked the kernel for.
+    pub fn new(max_bytes: usize) -> Labeler {
+        Labeler {
+            socks: FxHashMap::default(),
+            max_sockets: 1 << 16,
+            max_bytes,
+        }
+    }
+
+    /// Replaces the event's raw bytes by a label (or by nothing).
+    pub fn apply(&mut self, e: &mut Event) {
+        if e.op == Op::Close {
+            self.forget(e.sock);
+            return;
+        }
+        if let Some(Data::Bytes { offset, bytes }) = e.data.as_deref() {
+            e.data = self.label(e.sock, e.op, *offset, bytes);
+        }
+    }
+
+    /// The socket is closed: its message start is forgotten.
+    pub fn forget(&mut self, sock: u64) {
+        self.socks.remove(&sock);
+    }
+
+    /// Reads one operation's chunk of its message (`bytes` at `offset`) and
+    /// returns the label the event should carry: a new reading of the
+    /// message, or nothing when the reading did not change. Feed each
+    /// socket's operations in order.
+    pub fn label(&mut self, sock: u64, op: Op, offset: u32, bytes: &[u8]) -> Option<Box<Data>> {
+        if self.socks.len() >= self.max_sockets && !self.socks.contains_key(&sock) {
+            self.socks.clear();
+        }
+        let s = self.socks.entry(sock).or_default();
+        let off = offset as usize;
+        if off == 0 || s.op != Some(op) {
+            // A new message. A socket whose messages are not recognized
+            // (after a few, none of them) is not read any more.
+            if s.op.is_some() {
+                s.misses = if s.last.is_some() {
+                    0
+                } else {
+                    s.misses.saturating_add(1)
+                };
+            }
+            s.op = Some(op);
+            s.bytes.clear();
+            s.gap = off != 0;
+            s.last = None;
+        }
+        if s.protocol.is_none() && s.misses >= UNKNOWN_AFTER {
+            return None;
+        }
+        if s.gap || off != s.bytes.len() {
+            s.gap |= off > s.bytes.len();
+            return None;
+        }
+        let room = self.max_bytes.saturating_sub(s.bytes.len());
+        s.bytes.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        let label = match vpath_proto::parse_request(&s.bytes, Redact::Literals) {
+            Some(l) => {
+                s.protocol = Some(l.protocol);
+                from_proto(l)
+            }
+            None => {
+                let mut l = from_proto(vpath_proto::parse_response(&s.bytes, s.protocol)?);
+                l.reply = true;
+                l
+            }
+        };
+        if s.last.as_ref() == Some(&label) {
+            return None;
+        }
+        s.last = Some(label.clone());
+        Some(Box::new(Data::Label(label)))
+    }
+}
