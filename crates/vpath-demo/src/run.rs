@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::Serialize;
 use vpath_bpf::{Filters, Recorder, RecorderOptions};
-use vpath_core::{Analyzer, Config, Path, Record, Span, SpanKind};
+use vpath_core::{Analyzer, Config, Path, Record, Span, SpanKind, Stats};
+use vpath_io::export::html::{AccuracyRow, CdfSeries, HtmlReport, LoadRow, OverheadSection, Table};
+use vpath_io::{RunInfo, Sink, SourceInfo};
 
 use crate::client::ClientSummary;
 use crate::hosts::{HostMode, Hosts};
@@ -214,6 +216,11 @@ pub struct Overhead {
     pub events_dropped: u64,
     /// `quantile,untraced_us,traced_us`.
     pub cdf_csv: PathBuf,
+    /// The same CDFs as a plot (next to the CSV).
+    pub cdf_svg: PathBuf,
+    /// The CDFs' lines (for the HTML report).
+    #[serde(skip)]
+    pub cdf_series: Vec<CdfSeries>,
     /// The dissection, in [`Stage`] order: passes of all stages alternate
     /// in one run. `writing the log` is absent when the demo does not run
     /// from the vpath binary (no `vpath record` to run).
@@ -239,6 +246,9 @@ pub struct DemoReport {
     pub pids: Vec<u32>,
     /// Namespaces made (all gone when `run` returns).
     pub namespaces: Vec<String>,
+    /// The HTML report (`report.html` in the workdir): topology, paths and
+    /// waterfalls of one accuracy pass, accuracy, capture health, overhead.
+    pub report: Option<PathBuf>,
 }
 
 impl DemoReport {
@@ -359,6 +369,12 @@ impl DemoReport {
                 );
             }
         }
+        if let Some(r) = &self.report {
+            s.push_str(&format!(
+                "\nReport (topology, paths with waterfalls, latency CDFs, accuracy, overhead; opens offline): {}\n",
+                r.display()
+            ));
+        }
         s.push('\n');
         s.push_str(&self.summary());
         s.push('\n');
@@ -383,6 +399,13 @@ impl DemoReport {
         }
         s
     }
+}
+
+/// One recorded pass: its paths, what the analysis saw, and the clock.
+struct PassRun {
+    paths: Vec<Path>,
+    stats: Stats,
+    wall_minus_mono_ns: i64,
 }
 
 /// A running topology.
@@ -593,14 +616,15 @@ impl Ctx<'_> {
     }
 
     /// One model: start the tiers, record a pass, analyze, score.
-    fn accuracy(&mut self, model: Model) -> anyhow::Result<(ModelResult, Vec<Path>)> {
+    fn accuracy(&mut self, model: Model) -> anyhow::Result<(ModelResult, PassRun)> {
         let dir = self.opts.workdir.join(model.name());
         let _ = std::fs::remove_dir_all(&dir);
         let running = self.start_tiers(model, &dir, true)?;
         let result = self.accuracy_pass(&running, &dir);
         let stopped = self.stop_tiers(&running);
-        let (analyzer, client, paths) = result?;
+        let (analyzer, client, pass) = result?;
         stopped?;
+        let paths = &pass.paths;
         let mut truth: Vec<TruthRecord> = Vec::new();
         let mut names: Vec<String> = self
             .opts
@@ -614,16 +638,16 @@ impl Ctx<'_> {
             let p = running.truth_dir.join(format!("{n}.truth.jsonl"));
             truth.extend(read_truth_file(&p)?);
         }
-        let sc = score(&truth, &paths);
+        let sc = score(&truth, paths);
         let mut jsonl = String::new();
-        for p in &paths {
+        for p in paths {
             jsonl.push_str(&serde_json::to_string(p)?);
             jsonl.push('\n');
         }
         let pj = running.truth_dir.join("paths.jsonl");
         std::fs::write(&pj, jsonl).with_context(|| format!("writing {}", pj.display()))?;
         let mut issues = BTreeMap::new();
-        for p in &paths {
+        for p in paths {
             p.root.walk(&mut |s, _| {
                 for i in &s.issues {
                     *issues.entry(i.name().to_string()).or_default() += 1;
@@ -638,7 +662,7 @@ impl Ctx<'_> {
                 truth_records: truth.len() as u64,
                 issues,
             },
-            paths,
+            pass,
         ))
     }
 
@@ -646,11 +670,12 @@ impl Ctx<'_> {
         &mut self,
         running: &Running,
         dir: &FsPath,
-    ) -> anyhow::Result<(PassStats, ClientSummary, Vec<Path>)> {
+    ) -> anyhow::Result<(PassStats, ClientSummary, PassRun)> {
         let cpid = self.start_client(dir, CLIENT, self.opts.accuracy_duration, true, false)?;
         let mut pids = running.pids.clone();
         pids.push(cpid);
         let mut rec = self.recorder_for(&pids)?;
+        let wall_minus_mono_ns = rec.clock_offset().wall_minus_mono_ns;
         let mut an = Analyzer::new(Config::default());
         let h = an.add_host("vapp", true);
         let mut paths = Vec::new();
@@ -684,7 +709,11 @@ impl Ctx<'_> {
                 recorder_events_dropped: counters.events_dropped,
             },
             client,
-            paths,
+            PassRun {
+                paths,
+                stats: st.clone(),
+                wall_minus_mono_ns,
+            },
         ))
     }
 
@@ -945,6 +974,24 @@ impl Ctx<'_> {
         let cdf_csv = dir.join("latency-cdf.csv");
         let (lu, lt) = lat.split_at_mut(it);
         write_cdf(&cdf_csv, &mut lu[iu], &mut lt[0])?;
+        let cdf_series = vec![
+            CdfSeries::from_samples("untraced", "#4e79a7", &lu[iu]),
+            CdfSeries::from_samples("traced (recorded)", "#e15759", &lt[0]),
+        ];
+        let cdf_svg = dir.join("latency-cdf.svg");
+        let title = format!(
+            "vApp response time, untraced vs traced ({}, concurrency {}, {} passes of {} ms each)",
+            o.model,
+            self.opts.concurrency,
+            o.passes,
+            o.pass_duration.as_millis()
+        );
+        if let Some(svg) =
+            vpath_io::export::html::cdf_svg_file(&title, &cdf_series, "response time (log scale)")
+        {
+            std::fs::write(&cdf_svg, svg)
+                .with_context(|| format!("writing {}", cdf_svg.display()))?;
+        }
         Ok(Overhead {
             model: o.model,
             concurrency: self.opts.concurrency,
@@ -959,6 +1006,8 @@ impl Ctx<'_> {
             events_delivered: counts[it].0,
             events_dropped: counts[it].1,
             cdf_csv,
+            cdf_svg,
+            cdf_series,
             stages: out,
         })
     }
@@ -1145,9 +1194,13 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
     let mut accuracy = BTreeMap::new();
     let mut topology = BTreeMap::new();
     let mut sample_paths = Vec::new();
+    // The pass whose paths the HTML report shows: thread-per-request (the
+    // paper's model) when it ran, else the first.
+    let mut shown: Option<(Model, PassRun)> = None;
     for &m in &opts.models {
-        let (r, paths) = ctx.accuracy(m)?;
-        for p in &paths {
+        let (r, pass) = ctx.accuracy(m)?;
+        let paths = &pass.paths;
+        for p in paths {
             count_edges(&p.root, &names_of, &mut topology);
         }
         if sample_paths.len() < opts.show_paths {
@@ -1158,6 +1211,9 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
             }
         }
         accuracy.insert(m.name().to_string(), r);
+        if shown.is_none() || m == Model::ThreadPerRequest {
+            shown = Some((m, pass));
+        }
     }
     let overhead = match &opts.overhead {
         Some(o) => Some(ctx.overhead(o)?),
@@ -1167,7 +1223,7 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
     let mode = ctx.hosts.mode();
     let pids = std::mem::take(&mut ctx.all_pids);
     drop(ctx); // tears the hosts down
-    Ok(DemoReport {
+    let mut report = DemoReport {
         hosts: mode,
         host_addrs,
         concurrency: opts.concurrency,
@@ -1179,7 +1235,158 @@ pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
         workdir: opts.workdir.clone(),
         pids,
         namespaces,
-    })
+        report: None,
+    };
+    let file = opts.workdir.join("report.html");
+    write_html(&report, shown.as_ref(), &file)?;
+    report.report = Some(file);
+    Ok(report)
+}
+
+/// Writes the demo's HTML report: the paths of `shown`, the accuracy of
+/// every model, the capture health of that pass, and the overhead.
+fn write_html(
+    report: &DemoReport,
+    shown: Option<&(Model, PassRun)>,
+    file: &FsPath,
+) -> anyhow::Result<()> {
+    let hosts = match report.hosts {
+        HostMode::Netns => "a network namespace each",
+        HostMode::Loopback => "loopback addresses",
+    };
+    let mut html = HtmlReport::new()
+        .title("vpath demo: vApp")
+        .subtitle(format!(
+            "{} hosts ({hosts}), recorded with eBPF; concurrency {}, {} ms recorded per execution model",
+            report.host_addrs.len(),
+            report.concurrency,
+            report.accuracy_duration_ms
+        ));
+    if let Some((m, _)) = shown {
+        html = html.paths_from(format!(
+            "the {m} accuracy pass ({} ms recorded at concurrency {}); the accuracy table below covers every model",
+            report.accuracy_duration_ms, report.concurrency
+        ));
+    }
+    let rows = report
+        .accuracy
+        .iter()
+        .map(|(m, r)| AccuracyRow {
+            model: m.clone(),
+            paths: r.score.paths,
+            exact: r.score.exact,
+            wrong: r.score.wrong,
+            incomplete: r.score.incomplete,
+            false_complete: r.score.false_complete,
+            discovered: r.score.discovered,
+            events: r.analyzer.events,
+            events_lost: r.analyzer.events_lost,
+            issues: r.issues.clone(),
+        })
+        .collect();
+    html = html.accuracy(
+        rows,
+        Some(
+            "An event loop serving several requests at once is never wrong but mostly incomplete: vpath refuses \
+             to guess which request its calls belong to."
+                .into(),
+        ),
+    );
+    if let Some(o) = &report.overhead {
+        let load = |label: &str, l: &LoadStats| LoadRow {
+            label: label.into(),
+            throughput: l.throughput,
+            mean_us: l.mean_us,
+            p50_us: l.p50_us,
+            p90_us: l.p90_us,
+            p99_us: l.p99_us,
+        };
+        let mut tables = Vec::new();
+        if !o.stages.is_empty() {
+            tables.push(Table {
+                caption: format!(
+                    "Dissection: what each part of the recorder costs (stages alternate, {} passes each)",
+                    o.untraced.passes
+                ),
+                columns: [
+                    "stage", "req/s", "change", "median", "p50 µs", "change", "p99 µs", "change",
+                    "events", "reader CPU", "ns/event",
+                ]
+                .map(String::from)
+                .to_vec(),
+                rows: o
+                    .stages
+                    .iter()
+                    .map(|st| {
+                        vec![
+                            st.label.to_string(),
+                            format!("{:.0}", st.load.throughput),
+                            format!("{:+.1}%", -st.throughput_loss_pct),
+                            format!("{:+.1}%", -st.median_throughput_loss_pct),
+                            format!("{:.1}", st.load.p50_us),
+                            format!("{:+.1}%", st.p50_increase_pct),
+                            format!("{:.1}", st.load.p99_us),
+                            format!("{:+.1}%", st.p99_increase_pct),
+                            st.events.to_string(),
+                            format!("{:.1}%", st.reader_cpu_pct),
+                            format!("{:.0}", st.reader_cpu_ns_per_event),
+                        ]
+                    })
+                    .collect(),
+                note: Some(
+                    "change: of total req/s against untraced; median: of per-pass req/s; reader CPU: the \
+                     user-space reader, % of one core."
+                        .into(),
+                ),
+            });
+        }
+        html = html.overhead(OverheadSection {
+            description: format!(
+                "vApp ({}) at saturation, concurrency {}: {} untraced and {} traced passes of {} ms, alternating. \
+                 Traced = the eBPF recorder attached, events parsed and ordered in memory.",
+                o.model,
+                o.concurrency,
+                o.untraced.passes,
+                o.traced.passes,
+                o.pass_duration_ms
+            ),
+            untraced: load("untraced", &o.untraced),
+            traced: load("traced", &o.traced),
+            events: o.events_delivered,
+            events_dropped: o.events_dropped,
+            cdf: o.cdf_series.clone(),
+            cdf_csv: Some(o.cdf_csv.display().to_string()),
+            tables,
+        });
+    }
+    let (paths, info) = match shown {
+        Some((m, pass)) => (
+            &pass.paths[..],
+            RunInfo {
+                sources: vec![SourceInfo {
+                    file: format!("live eBPF capture ({m} pass)"),
+                    format: "live".into(),
+                    host: "vapp".into(),
+                    clock: "monotonic".into(),
+                    wall_minus_mono_ns: pass.wall_minus_mono_ns,
+                    checkpointed: true,
+                    records: pass.stats.records,
+                    clean_end: None,
+                    skipped: 0,
+                    errors: 0,
+                }],
+                stats: pass.stats.clone(),
+            },
+        ),
+        None => (&[][..], RunInfo::default()),
+    };
+    let f = std::fs::File::create(file).with_context(|| format!("creating {}", file.display()))?;
+    let mut sink = html.sink(std::io::BufWriter::new(f));
+    for p in paths {
+        sink.path(p)?;
+    }
+    sink.finish(&info)
+        .with_context(|| format!("writing {}", file.display()))
 }
 
 #[cfg(test)]

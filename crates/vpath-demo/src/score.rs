@@ -297,7 +297,6 @@ fn same_tree(s: &Span, want: usize, matched: &[Option<usize>], idx: &mut usize, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
@@ -335,24 +334,25 @@ mod tests {
     }
 
     fn span(kind: SpanKind, r: &TruthRecord, children: Vec<Span>) -> Span {
-        Span {
-            kind,
-            host: Some(Arc::from("h")),
-            pid: Some(r.pid),
-            tid: Some(r.tid),
-            comm: None,
-            process: None,
-            netns: Some(1),
-            local: r.local,
-            remote: r.remote,
+        // Through the JSONL contract, so that fields added to Span later
+        // (all optional there) take their defaults here.
+        serde_json::from_value(serde_json::json!({
+            "kind": kind,
+            "host": "h",
+            "pid": r.pid,
+            "tid": r.tid,
+            "comm": null,
+            "netns": 1,
+            "local": r.local.to_string(),
+            "remote": r.remote.to_string(),
             // Strictly inside the truth window.
-            start_ns: r.start_ns + 1,
-            end_ns: r.end_ns - 1,
-            bytes_in: 1,
-            bytes_out: 1,
-            issues: vec![],
-            children,
-        }
+            "start_ns": r.start_ns + 1,
+            "end_ns": r.end_ns - 1,
+            "bytes_in": 1,
+            "bytes_out": 1,
+            "children": children,
+        }))
+        .expect("a span")
     }
 
     /// Two requests (ids 1 and 2) from two client threads:

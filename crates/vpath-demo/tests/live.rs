@@ -105,6 +105,37 @@ fn demo_is_exact_for_thread_per_request_and_never_wrong_and_cleans_up() {
     assert!(o.events_delivered > 0, "the traced passes recorded nothing");
     let cdf = std::fs::read_to_string(&o.cdf_csv).unwrap();
     assert_eq!(cdf.lines().count(), 201);
+    // The CDF as a plot, and the HTML report with every section.
+    let svg = std::fs::read_to_string(&o.cdf_svg).unwrap();
+    assert_eq!(
+        svg.matches("class=\"cdf-line\"").count(),
+        2,
+        "untraced and traced"
+    );
+    let report = r8.report.as_ref().expect("the demo writes report.html");
+    assert_eq!(j["report"], report.display().to_string());
+    let html = std::fs::read_to_string(report).unwrap();
+    for id in [
+        "topology",
+        "paths",
+        "latency",
+        "accuracy",
+        "overhead",
+        "health",
+        "overhead-cdf",
+    ] {
+        assert!(
+            html.contains(&format!("id=\"{id}\"")),
+            "report.html lacks #{id}"
+        );
+    }
+    for m in Model::ALL {
+        assert!(
+            html.contains(&format!("<b>{}</b>", m.name())),
+            "accuracy row of {m}"
+        );
+    }
+    assert!(html.contains("These are the paths of the thread-per-request accuracy pass"));
     // The discovered topology has the configured calls.
     for edge in [
         "client -> front",

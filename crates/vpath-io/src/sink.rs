@@ -66,6 +66,37 @@ pub fn who(s: &Span) -> String {
     }
 }
 
+/// A one-line reading of what a span did, from its protocol fields:
+/// `GET /index.php?title=Page_7 -> 200`, the SQL text, `get <key>`. None
+/// when no protocol was recognized.
+pub fn span_title(s: &Span) -> Option<String> {
+    let a = |k: &str| s.attrs.get(k).map(String::as_str);
+    let mut t = match s.protocol.as_deref()? {
+        "http" => match (a("http.request.method"), a("http.target")) {
+            (Some(m), Some(target)) => format!("{m} {target}"),
+            _ => s.name.clone()?,
+        },
+        "fastcgi" => match (s.name.as_deref(), a("vpath.fastcgi.request_uri")) {
+            (Some(n), Some(uri)) if !n.contains(uri) => format!("{n} {uri}"),
+            (Some(n), _) => n.to_string(),
+            (None, _) => "FCGI".into(),
+        },
+        "mysql" | "postgresql" => match a("db.query.text") {
+            Some(q) => q.split_whitespace().collect::<Vec<_>>().join(" "),
+            None => s.name.clone()?,
+        },
+        _ => s.name.clone()?,
+    };
+    const MAX: usize = 120;
+    if t.chars().count() > MAX {
+        t = t.chars().take(MAX - 1).collect::<String>() + "…";
+    }
+    if let Some(code) = a("http.response.status_code").or(a("db.response.status_code")) {
+        t.push_str(&format!(" -> {code}"));
+    }
+    Some(t)
+}
+
 pub fn fmt_duration(ns: u64) -> String {
     if ns >= 1_000_000_000 {
         format!("{:.3} s", ns as f64 / 1e9)
@@ -118,6 +149,9 @@ pub fn render_tree(p: &Path) -> String {
         if !sp.issues.is_empty() {
             let names: Vec<&str> = sp.issues.iter().map(|i| i.name()).collect();
             s.push_str(&format!("  [{}]", names.join(", ")));
+        }
+        if let Some(t) = span_title(sp) {
+            s.push_str(&format!("  {t:?}"));
         }
         s.push('\n');
         let n = sp.children.len();

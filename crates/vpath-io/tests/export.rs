@@ -301,6 +301,9 @@ fn span(kind: SpanKind, tid: u32, start: u64, end: u64, port: u16) -> Span {
         bytes_out: 2,
         issues: vec![],
         children: vec![],
+        protocol: None,
+        name: None,
+        attrs: Default::default(),
     }
 }
 

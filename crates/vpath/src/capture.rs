@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use vpath_bpf::{CgroupFilter, Filters, Recorder, RecorderOptions};
+use vpath_bpf::{CgroupFilter, ContentCapture, Filters, Recorder, RecorderOptions};
 use vpath_core::{Analyzer, Config, Record};
 use vpath_io::sink::render_tree;
 use vpath_log::{header_flags, Clock, EndStats, Header, LogWriter};
@@ -38,6 +38,15 @@ pub struct CaptureArgs {
     /// and the paths they touch are marked incomplete.
     #[arg(long, default_value_t = 16 << 20)]
     pub ring_bytes: u32,
+    /// Opt-in payload capture: keep the first N bytes (at most 8192) of
+    /// every message, so spans show full protocol text (URLs, SQL). The log
+    /// then holds application data and says so. By default only protocol
+    /// labels, read from the first 64 bytes with literals redacted, are kept.
+    #[arg(long, value_name = "N")]
+    pub payload_bytes: Option<u32>,
+    /// Read nothing of what messages carry: no protocol labels either.
+    #[arg(long, conflicts_with = "payload_bytes")]
+    pub no_content: bool,
     /// Run this command and record until it exits (the whole host is still
     /// recorded, since a workload's tiers often run outside its process tree).
     #[arg(last = true)]
@@ -45,6 +54,17 @@ pub struct CaptureArgs {
 }
 
 impl CaptureArgs {
+    /// What to keep of message contents.
+    pub fn content(&self) -> ContentCapture {
+        match (self.no_content, self.payload_bytes) {
+            (true, _) | (false, Some(0)) => ContentCapture::Off,
+            (false, Some(bytes)) => ContentCapture::Payload { bytes },
+            (false, None) => ContentCapture::Labels {
+                prefix: ContentCapture::DEFAULT_PREFIX,
+            },
+        }
+    }
+
     fn filters(&self) -> anyhow::Result<Filters> {
         let cgroup = match &self.cgroup {
             Some(p) => Some(
@@ -82,6 +102,7 @@ impl Capture {
         let filters = args.filters()?;
         let opts = RecorderOptions {
             ring_bytes: args.ring_bytes,
+            content: args.content(),
             ..RecorderOptions::default()
         };
         let rec = Recorder::start(&filters, opts)?;
@@ -167,8 +188,16 @@ pub fn record(args: &CaptureArgs, output: &PathBuf) -> anyhow::Result<ExitCode> 
         host: hostname(),
         wall_minus_mono_ns: cap.rec.clock_offset().wall_minus_mono_ns,
         clock: Clock::Monotonic,
-        flags: header_flags::CHECKPOINTED,
-        recorder: format!("vpath {}", env!("CARGO_PKG_VERSION")),
+        flags: header_flags::CHECKPOINTED
+            | match cap.rec.options().content {
+                ContentCapture::Payload { .. } => header_flags::PAYLOADS,
+                _ => 0,
+            },
+        recorder: format!(
+            "vpath {}; {}",
+            env!("CARGO_PKG_VERSION"),
+            cap.rec.options().content.describe()
+        ),
         start_unix_ns,
     };
     let file = std::fs::File::create(output)
@@ -215,16 +244,41 @@ pub fn record(args: &CaptureArgs, output: &PathBuf) -> anyhow::Result<ExitCode> 
     Ok(exit_of(&why))
 }
 
-pub fn live(args: &CaptureArgs, jsonl: bool, config: Config) -> anyhow::Result<ExitCode> {
+pub fn live(
+    args: &CaptureArgs,
+    jsonl: bool,
+    config: Config,
+    otlp_endpoint: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    if let Some(url) = otlp_endpoint {
+        vpath_io::export::otlp::normalize_endpoint(url)?;
+    }
     let mut cap = Capture::start(args)?;
     let mut a = Analyzer::new(config);
-    let h = a.add_host(&hostname(), true);
+    let host = hostname();
+    let h = a.add_host(&host, true);
+    // Paths stream to the collector as they complete, from a sender thread
+    // (the loop never waits on it); the clock offset is known from the start.
+    let mut otlp = match otlp_endpoint {
+        Some(url) => {
+            let mut clocks = vpath_io::export::Clocks::default();
+            clocks.set(&host, cap.rec.clock_offset().wall_minus_mono_ns);
+            Some(vpath_io::export::OtlpStream::new(url, clocks)?)
+        }
+        None => None,
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut last = Instant::now();
     let (mut last_events, mut last_paths) = (0u64, 0u64);
-    let emit = |a: &mut Analyzer, out: &mut dyn Write| -> std::io::Result<()> {
+    let emit = |a: &mut Analyzer,
+                out: &mut dyn Write,
+                otlp: &mut Option<vpath_io::export::OtlpStream>|
+     -> std::io::Result<()> {
         while let Some(p) = a.pop() {
+            if let Some(o) = otlp.as_mut() {
+                o.path(&p);
+            }
             if jsonl {
                 serde_json::to_writer(&mut *out, &p)?;
                 out.write_all(b"\n")?;
@@ -232,11 +286,14 @@ pub fn live(args: &CaptureArgs, jsonl: bool, config: Config) -> anyhow::Result<E
                 out.write_all(render_tree(&p).as_bytes())?;
             }
         }
+        if let Some(o) = otlp.as_mut() {
+            o.tick();
+        }
         out.flush()
     };
     let why = loop {
         let why = cap.poll(&mut |r| a.push(h, &r))?;
-        emit(&mut a, &mut out)?;
+        emit(&mut a, &mut out, &mut otlp)?;
         if last.elapsed() >= Duration::from_secs(1) {
             let s = a.stats();
             let dt = last.elapsed().as_secs_f64();
@@ -259,11 +316,22 @@ pub fn live(args: &CaptureArgs, jsonl: bool, config: Config) -> anyhow::Result<E
     };
     cap.rec.stop(&mut |r| a.push(h, &r))?;
     a.finish();
-    emit(&mut a, &mut out)?;
+    emit(&mut a, &mut out, &mut otlp)?;
     let s = a.stats();
     eprintln!(
         "[live] done: {} paths ({} complete, {} incomplete), {} events, {} lost in the kernel",
         s.paths, s.complete_paths, s.incomplete_paths, s.events, s.lost_events
     );
+    if let Some(o) = otlp {
+        let url = o.url().to_string();
+        // What is still queued gets 10 s to reach the collector.
+        match o.finish(Duration::from_secs(10)) {
+            Ok(r) => eprintln!("[live] {}", r.summary(&url)),
+            Err(u) => {
+                eprintln!("[live] {}", u.report.summary(&url));
+                return Err(u.error.into());
+            }
+        }
+    }
     Ok(exit_of(&why))
 }

@@ -39,6 +39,9 @@ enum Format {
     Dot,
     /// Tier topology as a Mermaid flowchart.
     Mermaid,
+    /// One self-contained HTML report (topology, searchable paths with
+    /// waterfalls, latency CDFs, capture health); opens offline.
+    Html,
 }
 
 /// What `live` prints as paths complete (exports that need the whole run,
@@ -89,6 +92,12 @@ enum Cmd {
     Live {
         #[arg(long, value_enum, default_value = "text")]
         format: LiveFormat,
+        /// Also stream the paths as they complete to this OTLP/HTTP collector
+        /// (`http://host[:port][/path]`; port 4318, path /v1/traces by
+        /// default), in batches of 512 spans or every second, from a sender
+        /// thread; batches it cannot queue are dropped and reported at the end.
+        #[arg(long, value_name = "URL")]
+        otlp_endpoint: Option<String>,
         #[command(flatten)]
         capture: capture::CaptureArgs,
     },
@@ -176,6 +185,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (false, Format::Perfetto) => Box::new(vpath_io::PerfettoSink::new(w)),
                 (false, Format::Dot) => Box::new(vpath_io::DotSink::new(w)),
                 (false, Format::Mermaid) => Box::new(vpath_io::MermaidSink::new(w)),
+                (false, Format::Html) => Box::new(vpath_io::export::HtmlSink::new(w)),
             };
             if let Some(url) = &otlp_endpoint {
                 let otlp = vpath_io::OtlpHttpSink::new(url)?;
@@ -202,10 +212,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Cmd::Record { output, capture } => capture::record(&capture, &output),
-        Cmd::Live { format, capture } => capture::live(
+        Cmd::Live {
+            format,
+            otlp_endpoint,
+            capture,
+        } => capture::live(
             &capture,
             matches!(format, LiveFormat::Jsonl),
             Config::default(),
+            otlp_endpoint.as_deref(),
         ),
         Cmd::Demo {
             quick,

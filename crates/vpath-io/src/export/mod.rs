@@ -1,6 +1,6 @@
 //! Exports of discovered paths to other tools' formats: OTLP (JSON file and
-//! HTTP/protobuf delivery), Jaeger UI JSON, Chrome/Perfetto trace JSON, and
-//! the tier topology as Graphviz DOT or Mermaid.
+//! HTTP/protobuf delivery), Jaeger UI JSON, Chrome/Perfetto trace JSON, the
+//! tier topology as Graphviz DOT or Mermaid, and a self-contained HTML report.
 //!
 //! Every exporter is a [`Sink`](crate::Sink). They buffer the paths and write
 //! at [`finish`](crate::Sink::finish), because only then are the sources'
@@ -23,14 +23,17 @@ use vpath_core::{Path, Span, SpanKind};
 
 use crate::sink::{RunInfo, Sink};
 
+pub mod html;
 pub mod jaeger;
 pub mod otlp;
 pub mod perfetto;
 pub mod topology;
 
+pub use html::{HtmlReport, HtmlSink};
 pub use jaeger::JaegerSink;
 pub use otlp::{
-    encode_request, DeliveryReport, ExportError, OtlpHttpSink, OtlpJsonSink, RetryPolicy,
+    encode_request, BatchSender, DeliveryReport, ExportError, OtlpHttpSink, OtlpJsonSink,
+    OtlpStream, RetryPolicy, Undelivered,
 };
 pub use perfetto::PerfettoSink;
 pub use topology::{DotSink, MermaidSink, Topology};
@@ -207,6 +210,11 @@ fn name(s: &Span) -> &str {
 /// A short, low-cardinality name for a span: what tier did what.
 pub fn operation_name(s: &Span) -> String {
     use vpath_core::event::fmt_endpoint;
+    // The protocol's name for the operation (`GET /index.php`, `SELECT`),
+    // as OpenTelemetry's conventions name spans, when it was recognized.
+    if let Some(n) = s.name.as_deref().filter(|n| !n.is_empty()) {
+        return n.to_string();
+    }
     match s.kind {
         SpanKind::Server => format!("{} serve {}", name(s), fmt_endpoint(&s.local)),
         SpanKind::Origin => format!("{} call {}", name(s), fmt_endpoint(&s.remote)),

@@ -18,7 +18,9 @@
 //!   `vpath.issues`; the root carries `vpath.complete`.
 
 use std::io::{self, Write};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
@@ -94,6 +96,18 @@ fn otlp_span(fp: &FlatPath, f: &FlatSpan) -> OtlpSpan {
         i("vpath.bytes_in", sp.bytes_in.min(i64::MAX as u64) as i64),
         i("vpath.bytes_out", sp.bytes_out.min(i64::MAX as u64) as i64),
     ];
+    // What the protocol reading gave: OpenTelemetry semantic-convention keys
+    // (http.*, db.*, url.*) where they exist; integers where the conventions
+    // want them.
+    for (k, v) in &sp.attrs {
+        let int_key = k.ends_with("status_code") && k.starts_with("http.")
+            || k.ends_with("returned_rows")
+            || k.ends_with(".port");
+        match v.parse::<i64>() {
+            Ok(n) if int_key => attrs.push(i(k, n)),
+            _ => attrs.push(s(k, v.as_str())),
+        }
+    }
     if f.parent.is_none() {
         attrs.push(kv("vpath.complete", Value::BoolValue(fp.path.complete)));
         attrs.push(i("vpath.path", fp.path.path.min(i64::MAX as u64) as i64));
@@ -178,6 +192,11 @@ pub fn build_request(paths: &[Path], clocks: &Clocks) -> ExportTraceServiceReque
 /// The protobuf bytes of a request (what OTLP/HTTP sends).
 pub fn encode_request(r: &ExportTraceServiceRequest) -> Vec<u8> {
     r.encode_to_vec()
+}
+
+/// Decodes what [`encode_request`] wrote (for checks of what was sent).
+pub fn decode_request(bytes: &[u8]) -> Result<ExportTraceServiceRequest, prost::DecodeError> {
+    ExportTraceServiceRequest::decode(bytes)
 }
 
 /// Splits paths into batches of about `max_spans` spans, never splitting a
@@ -283,6 +302,68 @@ pub struct DeliveryReport {
     /// HTTP requests made, retries included.
     pub requests: usize,
     pub last_error: Option<String>,
+    /// Batches (and their spans) never sent because the sender's queue was
+    /// full: the collector was slower than the capture (streaming only).
+    pub dropped_batches: usize,
+    pub dropped_spans: usize,
+    /// Batches (and spans) still queued when the sender was told to stop
+    /// waiting for the collector.
+    pub abandoned_batches: usize,
+    pub abandoned_spans: usize,
+}
+
+impl DeliveryReport {
+    /// Everything that was handed to the sender was delivered.
+    pub fn complete(&self) -> bool {
+        self.delivered_spans == self.spans
+            && self.dropped_batches == 0
+            && self.abandoned_batches == 0
+    }
+
+    /// One line for the end of a run.
+    pub fn summary(&self, url: &str) -> String {
+        let mut s = format!(
+            "OTLP/HTTP to {url}: {} of {} spans delivered in {} of {} batches ({} requests)",
+            self.delivered_spans,
+            self.spans + self.dropped_spans,
+            self.delivered_batches,
+            self.batches + self.dropped_batches,
+            self.requests
+        );
+        if self.dropped_batches > 0 {
+            s.push_str(&format!(
+                "; {} batches ({} spans) dropped: the send queue was full (the collector was slower than the capture)",
+                self.dropped_batches, self.dropped_spans
+            ));
+        }
+        if self.abandoned_batches > 0 {
+            s.push_str(&format!(
+                "; {} batches ({} spans) abandoned at exit",
+                self.abandoned_batches, self.abandoned_spans
+            ));
+        }
+        if let (false, Some(e)) = (self.complete(), &self.last_error) {
+            s.push_str(&format!("; last error: {e}"));
+        }
+        s
+    }
+
+    fn error(&self, url: &str, attempts: u32) -> ExportError {
+        let lost_batches = self.batches - self.delivered_batches + self.dropped_batches;
+        ExportError::Undelivered {
+            url: url.to_string(),
+            undelivered_spans: self.spans - self.delivered_spans + self.dropped_spans,
+            total_spans: self.spans + self.dropped_spans,
+            undelivered_batches: lost_batches,
+            total_batches: self.batches + self.dropped_batches,
+            attempts,
+            last_error: match (&self.last_error, self.dropped_batches) {
+                (Some(e), 0) => e.clone(),
+                (Some(e), d) => format!("{e}; {d} batches dropped (send queue full)"),
+                (None, d) => format!("{d} batches dropped (send queue full)"),
+            },
+        }
+    }
 }
 
 /// Normalizes an endpoint: `http://host` -> `http://host:4318/v1/traces`.
@@ -325,10 +406,237 @@ pub fn normalize_endpoint(url: &str) -> Result<String, ExportError> {
     Ok(format!("http://{authority}{path}"))
 }
 
-/// `--otlp-endpoint URL`: POSTs OTLP/HTTP protobuf batches at the end of the
-/// run, retrying 429, 5xx and connection errors with exponential back-off.
-/// `finish` fails with [`ExportError::Undelivered`] (inside the io::Error)
-/// when any batch was not delivered.
+fn agent(retry: &RetryPolicy) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(retry.timeout))
+        .build()
+        .into()
+}
+
+/// Sends one body; Ok(()) on 2xx; Err((retryable, message)).
+fn post(agent: &ureq::Agent, url: &str, body: &[u8]) -> Result<(), (bool, String)> {
+    match agent
+        .post(url)
+        .header("Content-Type", "application/x-protobuf")
+        .send(body)
+    {
+        Ok(resp) => {
+            let code = resp.status().as_u16();
+            if (200..300).contains(&code) {
+                Ok(())
+            } else {
+                let retry = code == 429 || (500..600).contains(&code);
+                Err((retry, format!("HTTP status {code}")))
+            }
+        }
+        Err(ureq::Error::Io(e)) => Err((true, format!("connection error: {e}"))),
+        Err(ureq::Error::Timeout(t)) => Err((true, format!("timeout: {t}"))),
+        Err(ureq::Error::ConnectionFailed) => Err((true, "connection failed".into())),
+        Err(ureq::Error::HostNotFound) => Err((true, "host not found".into())),
+        Err(e) => Err((false, e.to_string())),
+    }
+}
+
+/// Sleeps `d`, in steps, unless `abandon` is set; false if it was.
+fn nap(d: Duration, abandon: &AtomicBool) -> bool {
+    let end = Instant::now() + d;
+    loop {
+        if abandon.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= end {
+            return true;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(20)));
+    }
+}
+
+/// The batching OTLP/HTTP sender shared by `analyze --otlp-endpoint`
+/// ([`OtlpHttpSink`]) and `live --otlp-endpoint` ([`OtlpStream`]): a thread
+/// of its own that turns batches of paths into OTLP/HTTP protobuf requests
+/// (at most `batch_spans` spans each, a path never split) and POSTs them,
+/// retrying 429, 5xx and connection errors with exponential back-off.
+///
+/// The queue to the thread is bounded. [`send`](Self::send) waits for room
+/// (a whole run handed over at once); [`try_send`](Self::try_send) never
+/// waits: when the queue is full the batch is dropped and counted
+/// ([`DeliveryReport::dropped_batches`]), so a slow or absent collector
+/// never stalls a capture loop.
+pub struct BatchSender {
+    url: String,
+    attempts: u32,
+    tx: Option<mpsc::SyncSender<Vec<Path>>>,
+    thread: Option<std::thread::JoinHandle<DeliveryReport>>,
+    abandon: Arc<AtomicBool>,
+    dropped_batches: usize,
+    dropped_spans: usize,
+}
+
+impl BatchSender {
+    /// Starts the sender thread. `url` is normalized ([`normalize_endpoint`]);
+    /// `clocks` take each host's timestamps to wall-clock time; `queue` is
+    /// how many batches may wait (at least 1).
+    pub fn start(
+        url: &str,
+        clocks: Clocks,
+        retry: RetryPolicy,
+        batch_spans: usize,
+        queue: usize,
+    ) -> Result<BatchSender, ExportError> {
+        let url = normalize_endpoint(url)?;
+        let (tx, rx) = mpsc::sync_channel::<Vec<Path>>(queue.max(1));
+        let abandon = Arc::new(AtomicBool::new(false));
+        let attempts = retry.max_attempts.max(1);
+        let (u, ab) = (url.clone(), abandon.clone());
+        let thread = std::thread::Builder::new()
+            .name("vpath-otlp".into())
+            .spawn(move || {
+                let agent = agent(&retry);
+                let mut report = DeliveryReport::default();
+                for paths in rx {
+                    for (b, n) in batches(&paths, batch_spans.max(1)) {
+                        report.batches += 1;
+                        report.spans += n;
+                        if ab.load(Ordering::Relaxed) {
+                            report.abandoned_batches += 1;
+                            report.abandoned_spans += n;
+                            continue;
+                        }
+                        let body = encode_request(&build_request(b, &clocks));
+                        let mut backoff = retry.initial_backoff;
+                        for attempt in 1..=attempts {
+                            report.requests += 1;
+                            match post(&agent, &u, &body) {
+                                Ok(()) => {
+                                    report.delivered_batches += 1;
+                                    report.delivered_spans += n;
+                                    break;
+                                }
+                                Err((again, msg)) => {
+                                    report.last_error = Some(msg);
+                                    if !again || attempt == attempts || !nap(backoff, &ab) {
+                                        break;
+                                    }
+                                    backoff = (backoff * 2).min(retry.max_backoff);
+                                }
+                            }
+                        }
+                    }
+                }
+                report
+            })
+            .map_err(|e| ExportError::BadEndpoint {
+                url: url.clone(),
+                reason: format!("cannot start the sender thread: {e}"),
+            })?;
+        Ok(BatchSender {
+            url,
+            attempts,
+            tx: Some(tx),
+            thread: Some(thread),
+            abandon,
+            dropped_batches: 0,
+            dropped_spans: 0,
+        })
+    }
+
+    /// The normalized endpoint.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Hands `paths` to the sender, waiting for room in the queue.
+    pub fn send(&mut self, paths: Vec<Path>) {
+        let spans: usize = paths.iter().map(|p| p.root.count()).sum();
+        if let Some(tx) = &self.tx {
+            if tx.send(paths).is_err() {
+                self.dropped_batches += 1;
+                self.dropped_spans += spans;
+            }
+        }
+    }
+
+    /// Hands `paths` to the sender if the queue has room; otherwise drops
+    /// them and counts them. Never waits. True if queued.
+    pub fn try_send(&mut self, paths: Vec<Path>) -> bool {
+        let spans: usize = paths.iter().map(|p| p.root.count()).sum();
+        let queued = match &self.tx {
+            Some(tx) => tx.try_send(paths).is_ok(),
+            None => false,
+        };
+        if !queued {
+            self.dropped_batches += 1;
+            self.dropped_spans += spans;
+        }
+        queued
+    }
+
+    /// Lets the queue drain, waiting at most `wait` (None: until every
+    /// batch has had all its tries), then stops the thread; what was still
+    /// queued is counted as abandoned. The report covers the whole run.
+    pub fn finish(mut self, wait: Option<Duration>) -> DeliveryReport {
+        drop(self.tx.take());
+        let mut report = match self.thread.take() {
+            Some(t) => {
+                if let Some(w) = wait {
+                    let end = Instant::now() + w;
+                    while !t.is_finished() && Instant::now() < end {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    self.abandon.store(true, Ordering::Relaxed);
+                }
+                t.join().unwrap_or_else(|_| DeliveryReport {
+                    last_error: Some("the OTLP sender thread panicked".into()),
+                    ..Default::default()
+                })
+            }
+            None => DeliveryReport::default(),
+        };
+        report.dropped_batches += self.dropped_batches;
+        report.dropped_spans += self.dropped_spans;
+        report
+    }
+
+    /// [`finish`](Self::finish), then an error unless everything was
+    /// delivered.
+    pub fn finish_checked(
+        self,
+        wait: Option<Duration>,
+    ) -> Result<DeliveryReport, Box<Undelivered>> {
+        let (url, attempts) = (self.url.clone(), self.attempts);
+        let report = self.finish(wait);
+        if report.complete() {
+            Ok(report)
+        } else {
+            let error = report.error(&url, attempts);
+            Err(Box::new(Undelivered { report, error }))
+        }
+    }
+}
+
+/// A streamed or batched export that did not deliver everything: what it
+/// did deliver, and the error that says what was lost.
+#[derive(Debug)]
+pub struct Undelivered {
+    pub report: DeliveryReport,
+    pub error: ExportError,
+}
+
+impl Drop for BatchSender {
+    fn drop(&mut self) {
+        // Dropped without finish: do not wait for the collector.
+        self.abandon.store(true, Ordering::Relaxed);
+        drop(self.tx.take());
+    }
+}
+
+/// `--otlp-endpoint URL` for `analyze`: the run's paths, sent at its end
+/// (only then are the sources' clock offsets known) through a
+/// [`BatchSender`]. `finish` fails with [`ExportError::Undelivered`] (inside
+/// the io::Error) when any batch was not delivered.
 pub struct OtlpHttpSink {
     url: String,
     buf: Buffer,
@@ -355,31 +663,6 @@ impl OtlpHttpSink {
     pub fn report(&self) -> &DeliveryReport {
         &self.report
     }
-
-    /// Sends one body; Ok(()) on 2xx; Err((retryable, message)).
-    fn post(&self, agent: &ureq::Agent, body: &[u8]) -> Result<(), (bool, String)> {
-        match agent
-            .post(&self.url)
-            .header("Content-Type", "application/x-protobuf")
-            .send(body)
-        {
-            Ok(resp) => {
-                let code = resp.status().as_u16();
-                if (200..300).contains(&code) {
-                    Ok(())
-                } else {
-                    let retry = code == 429 || code == 502 || code == 503 || code == 504;
-                    let retry = retry || (500..600).contains(&code);
-                    Err((retry, format!("HTTP status {code}")))
-                }
-            }
-            Err(ureq::Error::Io(e)) => Err((true, format!("connection error: {e}"))),
-            Err(ureq::Error::Timeout(t)) => Err((true, format!("timeout: {t}"))),
-            Err(ureq::Error::ConnectionFailed) => Err((true, "connection failed".into())),
-            Err(ureq::Error::HostNotFound) => Err((true, "host not found".into())),
-            Err(e) => Err((false, e.to_string())),
-        }
-    }
 }
 
 impl Sink for OtlpHttpSink {
@@ -388,52 +671,108 @@ impl Sink for OtlpHttpSink {
         Ok(())
     }
     fn finish(&mut self, info: &RunInfo) -> io::Result<()> {
-        let clocks = Clocks::from_run(info);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None)
-            .timeout_global(Some(self.retry.timeout))
-            .build()
-            .into();
-        let paths = std::mem::take(&mut self.buf.paths);
-        let mut report = DeliveryReport::default();
-        let attempts = self.retry.max_attempts.max(1);
-        for (b, n) in batches(&paths, self.batch_spans.max(1)) {
-            report.batches += 1;
-            report.spans += n;
-            let body = encode_request(&build_request(b, &clocks));
-            let mut backoff = self.retry.initial_backoff;
-            for attempt in 1..=attempts {
-                report.requests += 1;
-                match self.post(&agent, &body) {
-                    Ok(()) => {
-                        report.delivered_batches += 1;
-                        report.delivered_spans += n;
-                        break;
-                    }
-                    Err((retry, msg)) => {
-                        report.last_error = Some(msg);
-                        if !retry || attempt == attempts {
-                            break;
-                        }
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(self.retry.max_backoff);
-                    }
-                }
+        let mut sender = BatchSender::start(
+            &self.url,
+            Clocks::from_run(info),
+            self.retry.clone(),
+            self.batch_spans,
+            1,
+        )
+        .map_err(io::Error::other)?;
+        sender.send(std::mem::take(&mut self.buf.paths));
+        match sender.finish_checked(None) {
+            Ok(r) => {
+                self.report = r;
+                Ok(())
+            }
+            Err(u) => {
+                let Undelivered { report, error } = *u;
+                self.report = report;
+                Err(io::Error::other(error))
             }
         }
-        self.report = report.clone();
-        if report.delivered_spans < report.spans {
-            return Err(io::Error::other(ExportError::Undelivered {
-                url: self.url.clone(),
-                undelivered_spans: report.spans - report.delivered_spans,
-                total_spans: report.spans,
-                undelivered_batches: report.batches - report.delivered_batches,
-                total_batches: report.batches,
-                attempts,
-                last_error: report.last_error.unwrap_or_default(),
-            }));
+    }
+}
+
+/// `--otlp-endpoint URL` for `live`: paths as they complete, in batches of
+/// about `max_spans` spans or every `interval`, whichever comes first,
+/// through a [`BatchSender`] that never blocks the caller (full queue:
+/// batches dropped and counted).
+pub struct OtlpStream {
+    sender: BatchSender,
+    buf: Vec<Path>,
+    spans: usize,
+    last: Instant,
+    pub max_spans: usize,
+    pub interval: Duration,
+}
+
+impl OtlpStream {
+    /// Batches of 512 spans or 1 s, 64 batches queued at most.
+    pub fn new(endpoint: &str, clocks: Clocks) -> Result<OtlpStream, ExportError> {
+        Self::with(
+            endpoint,
+            clocks,
+            RetryPolicy::default(),
+            512,
+            Duration::from_secs(1),
+            64,
+        )
+    }
+
+    pub fn with(
+        endpoint: &str,
+        clocks: Clocks,
+        retry: RetryPolicy,
+        max_spans: usize,
+        interval: Duration,
+        queue: usize,
+    ) -> Result<OtlpStream, ExportError> {
+        Ok(OtlpStream {
+            sender: BatchSender::start(endpoint, clocks, retry, max_spans, queue)?,
+            buf: Vec::new(),
+            spans: 0,
+            last: Instant::now(),
+            max_spans,
+            interval,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        self.sender.url()
+    }
+
+    /// Adds a completed path; sends the batch when it is full.
+    pub fn path(&mut self, p: &Path) {
+        self.spans += p.root.count();
+        self.buf.push(p.clone());
+        if self.spans >= self.max_spans {
+            self.flush();
         }
-        Ok(())
+    }
+
+    /// Sends what is buffered if `interval` has passed since the last send.
+    pub fn tick(&mut self) {
+        if !self.buf.is_empty() && self.last.elapsed() >= self.interval {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        self.last = Instant::now();
+        self.spans = 0;
+        if !self.buf.is_empty() {
+            self.sender.try_send(std::mem::take(&mut self.buf));
+        }
+    }
+
+    /// Sends the rest (waiting for room), lets the queue drain for at most
+    /// `wait`, and reports; an error unless everything was delivered.
+    pub fn finish(mut self, wait: Duration) -> Result<DeliveryReport, Box<Undelivered>> {
+        let rest = std::mem::take(&mut self.buf);
+        if !rest.is_empty() {
+            self.sender.send(rest);
+        }
+        self.sender.finish_checked(Some(wait))
     }
 }
