@@ -49,6 +49,13 @@
 //! an unknown request ([`Issue::Unattributed`]); a span whose worker gave up a
 //! call since its request arrived is marked [`Issue::HandOff`].
 //!
+//! *Post-reply work.* A thread that replied and then shut down its side of
+//! the connection (`shutdown`, the descriptor kept) still holds the request
+//! ([`Phase::Tail`]): its calls until it takes up other work, and bytes it
+//! then reads on that connection, are the request's. A request whose
+//! connection closes without a reply is one-way: no [`Issue::NoReply`] (but
+//! under loss its calls are withdrawn like any unreplied span's).
+//!
 //! *Loss.* Every record covers a window of its thread's timeline, from the
 //! thread's previous operation to the operation that ended the record. When a
 //! checkpoint reports lost events, every record whose window overlaps the
@@ -170,6 +177,10 @@ pub struct SpanRecord {
     /// connection closed, there is no `NoReply` issue, but under loss the
     /// calls still cannot be proven.)
     pub replied: bool,
+    /// For server spans: its connection closed, or this end shut it down,
+    /// with no request after this one: bytes the caller sent beyond this
+    /// span's request were never read by anyone.
+    pub last: bool,
 }
 
 /// What a host stage hands to the stitch.
@@ -883,6 +894,7 @@ impl HostStage {
             adopted: Vec::new(),
             content: None,
             replied: false,
+            last: false,
         }
     }
 
@@ -1400,6 +1412,7 @@ impl HostStage {
             rec.bytes_in = c.bytes_in;
         }
         rec.replied = matches!(r.phase, Phase::Reply | Phase::Tail);
+        rec.last = r.closed || r.phase == Phase::Tail;
         if rec.kind == RecKind::Server && !r.closed && !rec.replied {
             add_issue(&mut rec.issues, Issue::NoReply);
         }

@@ -30,7 +30,8 @@ use crate::content::Content;
 use std::net::SocketAddr;
 
 use crate::host::{
-    add_issue, Call, EndpointKey, HostOutput, LinkKey, LossSet, RecId, RecKind, Scope, SpanRecord,
+    add_issue, Call, EndpointKey, HostOutput, LinkKey, LossSet, Pos, RecId, RecKind, Scope,
+    SpanRecord,
 };
 use crate::path::{Issue, Path, Span, SpanKind};
 
@@ -285,54 +286,7 @@ impl Stitch {
 
         // Downward: this record's calls.
         for i in 0..ncalls {
-            let (key, end) = {
-                let c = &self.node(n).rec.calls[i];
-                (c.key, c.end_ns)
-            };
-            let Some(key) = key else {
-                // No position: it can be a leaf only if nobody observed serves it.
-                // A call whose key was withdrawn (see `host::mark_lost`,
-                // `HostStage::adopt`) is missing, never a remote leaf.
-                let withdrawn = !self.node(n).rec.calls[i].issues.is_empty();
-                let observed = withdrawn || !self.callee_unobserved(n, i);
-                let node = self.node_mut(n);
-                if observed {
-                    node.children[i] = Child::Missing;
-                    add_issue(&mut node.rec.calls[i].issues, Issue::Unaligned);
-                    stats.links_missing += 1;
-                } else {
-                    node.children[i] = Child::Remote;
-                    stats.links_remote += 1;
-                }
-                continue;
-            };
-            if self.announced_by(&key, n) {
-                self.links.remove(&key);
-            }
-            let child = self
-                .early
-                .remove(&key)
-                .or_else(|| self.orphans.remove(&key));
-            match child {
-                Some(c) => self.attach(n, i as u32, c, false, stats),
-                None if self.pending.contains_key(&key) => {
-                    // Two calls claim one request: neither can be proven.
-                    let node = self.node_mut(n);
-                    node.children[i] = Child::Missing;
-                    add_issue(&mut node.rec.calls[i].issues, Issue::CalleeMissing);
-                    stats.links_missing += 1;
-                }
-                None => {
-                    let serial = self.node(n).serial;
-                    self.node_mut(n).open += 1;
-                    self.pending.insert(key, (n, i as u32));
-                    let t = self
-                        .common(self.host_of(n), end)
-                        .saturating_add(self.config.horizon_ns);
-                    self.deadlines
-                        .push(Reverse((t, Deadline::Call(n, i as u32, serial))));
-                }
-            }
+            self.link_call(n, i, stats);
         }
 
         // Upward: who called this span.
@@ -340,6 +294,7 @@ impl Stitch {
             Some(k) => {
                 if let Some((p, i)) = self.pending.remove(&k) {
                     self.attach(p, i, n, true, stats);
+                    self.pipelined(p, i as usize, n, stats);
                     if self.node(n).open == 0 {
                         self.resolved(p, stats, ready);
                     }
@@ -372,6 +327,103 @@ impl Stitch {
                 self.make_root(n, stats, ready);
             }
         }
+    }
+
+    /// Joins call `i` of node `n` with its server span, if that is here, or
+    /// waits for it.
+    fn link_call(&mut self, n: NodeId, i: usize, stats: &mut Stats) {
+        let (key, end) = {
+            let c = &self.node(n).rec.calls[i];
+            (c.key, c.end_ns)
+        };
+        let Some(key) = key else {
+            // No position: it can be a leaf only if nobody observed serves it.
+            // A call whose key was withdrawn (see `host::mark_lost`,
+            // `HostStage::adopt`) is missing, never a remote leaf.
+            let withdrawn = !self.node(n).rec.calls[i].issues.is_empty();
+            let observed = withdrawn || !self.callee_unobserved(n, i);
+            let node = self.node_mut(n);
+            if observed {
+                node.children[i] = Child::Missing;
+                add_issue(&mut node.rec.calls[i].issues, Issue::Unaligned);
+                stats.links_missing += 1;
+            } else {
+                node.children[i] = Child::Remote;
+                stats.links_remote += 1;
+            }
+            return;
+        };
+        if self.announced_by(&key, n) {
+            self.links.remove(&key);
+        }
+        let child = self
+            .early
+            .remove(&key)
+            .or_else(|| self.orphans.remove(&key));
+        match child {
+            Some(c) => {
+                self.attach(n, i as u32, c, false, stats);
+                self.pipelined(n, i, c, stats);
+            }
+            None if self.pending.contains_key(&key) => {
+                // Two calls claim one request: neither can be proven.
+                let node = self.node_mut(n);
+                node.children[i] = Child::Missing;
+                add_issue(&mut node.rec.calls[i].issues, Issue::CalleeMissing);
+                stats.links_missing += 1;
+            }
+            None => {
+                let serial = self.node(n).serial;
+                self.node_mut(n).open += 1;
+                self.pending.insert(key, (n, i as u32));
+                let t = self
+                    .common(self.host_of(n), end)
+                    .saturating_add(self.config.horizon_ns);
+                self.deadlines
+                    .push(Reverse((t, Deadline::Call(n, i as u32, serial))));
+            }
+        }
+    }
+
+    /// Call `i` of `p` sent more bytes than its server span `c` read as its
+    /// request: the caller wrote further requests before reading a reply
+    /// (pipelining: MariaDB Connector/J's set-up queries, HTTP pipelining).
+    /// The next one starts where `c`'s request ended, an exact position: it
+    /// becomes a call of its own, joined like any other. (If its span never
+    /// comes, the call is missing and the path incomplete.)
+    fn pipelined(&mut self, p: NodeId, i: usize, c: NodeId, stats: &mut Stats) {
+        let (read, last) = {
+            let r = &self.node(c).rec;
+            (r.bytes_in, r.last)
+        };
+        let call = &self.node(p).rec.calls[i];
+        let Some(key) = call.key else { return };
+        // `last`: nothing was read on that connection after `c`'s request,
+        // so the rest was never read (php-fpm may leave FastCGI's last empty
+        // record unread), not a request whose span is missing.
+        if read == 0 || call.bytes_out <= read || last {
+            return;
+        }
+        let pos = match key.pos {
+            Pos::Seq(s) => Pos::Seq(s.wrapping_add(read as u32)),
+            Pos::Offset { inc, offset } => Pos::Offset {
+                inc,
+                offset: offset + read,
+            },
+            // Messages, not bytes: no position inside a message.
+            Pos::Ordinal { .. } => return,
+        };
+        let mut next = call.clone();
+        next.key = Some(LinkKey { pos, ..key });
+        next.bytes_out = call.bytes_out - read;
+        next.bytes_in = 0;
+        next.content = None;
+        let node = self.node_mut(p);
+        node.rec.calls[i].bytes_out = read;
+        node.rec.calls.push(next);
+        node.children.push(Child::Pending);
+        let j = node.rec.calls.len() - 1;
+        self.link_call(p, j, stats);
     }
 
     /// Puts node `c` as child `i` of `p`. When the call was counted as

@@ -969,3 +969,43 @@ fn a_request_ended_by_close_is_one_way_not_missing_its_reply() {
     let paths = w.analyze(&[0, 1], false);
     assert!(!paths[0].complete, "{}", shape(&paths[0]));
 }
+
+/// MariaDB Connector/J's set-up on a new connection: two queries written
+/// back to back (one message on the client side), answered one at a time,
+/// both replies read together. The second query's span starts where the
+/// first one's request ended: both are children of the request, and no
+/// path is left over.
+#[test]
+fn pipelined_requests_in_one_message_are_all_children() {
+    for seq in [true, false] {
+        let mut w = World::new(2, seq);
+        let app = Proc {
+            host: 0,
+            pid: 10,
+            netns: 1,
+        };
+        let db = Proc {
+            host: 1,
+            pid: 30,
+            netns: 3,
+        };
+        w.thread(app, 11, "tomcat-exec");
+        w.thread(db, 31, "mariadbd");
+        let mut k = w.connect(app, 11, "10.0.0.1:40000", db, 31, "10.0.0.3:3306");
+        let p = k.up;
+        w.c_send(&mut k, 11, 75 + 90, 2);
+        w.s_recv(&mut k, 31, 75, 1, p);
+        let q = k.down;
+        w.s_send(&mut k, 31, 4, 1);
+        w.s_recv(&mut k, 31, 90, 1, p.wrapping_add(75));
+        w.s_send(&mut k, 31, 246, 1);
+        w.c_recv(&mut k, 11, 250, 1, q);
+        let paths = w.analyze(&[0, 1], false);
+        assert_eq!(paths.len(), 1, "seq={seq}: {paths:#?}");
+        let p = &paths[0];
+        assert!(p.complete, "seq={seq}: {}", shape(p));
+        assert_eq!(p.root.kind, SpanKind::Origin);
+        let ins: Vec<u64> = p.root.children.iter().map(|c| c.bytes_in).collect();
+        assert_eq!(ins, vec![75, 90], "seq={seq}: {}", shape(p));
+    }
+}

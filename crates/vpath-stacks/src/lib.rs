@@ -9,6 +9,8 @@ pub mod genlog;
 pub mod jsonl;
 pub mod mediawiki;
 pub mod names;
+pub mod tomcat;
+pub mod wagtail;
 
 pub use genlog::LogEntry;
 pub use jsonl::{read_paths, PathRec, Proto, SpanRec};
