@@ -17,6 +17,11 @@
 //!   `horizon_ns` of its start is the root of a path (its caller is not
 //!   observed). If events were lost on any host near that time, the caller
 //!   may have been lost: the root carries [`Issue::CallerMissing`].
+//! - A call that sent more bytes than the server span it joined read as its
+//!   request carried further requests (pipelining): the next one starts
+//!   exactly where that span's request ended, and is joined as a call of its
+//!   own (unless that span was the last on its connection, when the rest was
+//!   never read).
 //! - A path is complete when none of its spans carries an issue.
 
 use std::cmp::Reverse;
