@@ -52,7 +52,9 @@
 //! *Post-reply work.* A thread that replied and then shut down its side of
 //! the connection (`shutdown`, the descriptor kept) still holds the request
 //! ([`Phase::Tail`]): its calls until it takes up other work, and bytes it
-//! then reads on that connection, are the request's. A request whose
+//! then reads on that connection, are the request's (not in a process seen
+//! handing requests off, where a thread's calls may be for a request it did
+//! not read). A request whose
 //! connection closes without a reply is one-way: no [`Issue::NoReply`] (but
 //! under loss its calls are withdrawn like any unreplied span's).
 //!
@@ -374,6 +376,11 @@ pub struct HostStage {
     servers: FxHashSet<EndpointKey>,
     /// Processes that serve requests.
     serving: FxHashSet<u32>,
+    /// Processes seen handing a request from the thread that read it to
+    /// another that replied: their threads may work on requests they did not
+    /// read, so a thread's calls after its reply prove nothing
+    /// ([`Phase::Tail`] is not used there).
+    hands_off: FxHashSet<u32>,
     /// Incarnations of each 4-tuple seen with connect/accept.
     incs: FxHashMap<(SocketAddr, SocketAddr, Scope), u32>,
     /// Finished records waiting for a checkpoint.
@@ -418,6 +425,7 @@ impl HostStage {
             comms: FxHashMap::default(),
             servers: FxHashSet::default(),
             serving: FxHashSet::default(),
+            hands_off: FxHashSet::default(),
             incs: FxHashMap::default(),
             held: VecDeque::new(),
             lossy: LossSet::default(),
@@ -928,6 +936,7 @@ impl HostStage {
         r.last_ns = e.ts_ns;
         let owner = r.rec.tid;
         if owner != e.tid {
+            self.hands_off.insert(e.pid);
             if new_msg {
                 self.adopt(id, e.tid, out);
             }
@@ -1275,7 +1284,7 @@ impl HostStage {
     /// rest of that request may still be read (see [`Phase::Tail`]).
     fn shutdown(&mut self, e: &Event, out: &mut Vec<HostOutput>) {
         let replied = match self.socks.get(&e.sock) {
-            Some(s) if s.role == Role::Server => match s.cur {
+            Some(s) if s.role == Role::Server && !self.hands_off.contains(&e.pid) => match s.cur {
                 Cur::Span(id) => self.recs.get(&id).is_some_and(|r| r.phase == Phase::Reply),
                 _ => false,
             },

@@ -1009,3 +1009,86 @@ fn pipelined_requests_in_one_message_are_all_children() {
         assert_eq!(ins, vec![75, 90], "seq={seq}: {}", shape(p));
     }
 }
+
+/// A pool process that hands requests off: after a worker replied to a
+/// request it read itself and shut the connection down, its next calls may
+/// be for a request another thread read. They must not go to the request it
+/// shut down: the post-reply rule is not used in a process seen handing off.
+#[test]
+fn no_post_reply_rule_in_a_process_that_hands_off() {
+    let mut w = World::new(3, true);
+    let cl = Proc {
+        host: 0,
+        pid: 10,
+        netns: 1,
+    };
+    let srv = Proc {
+        host: 1,
+        pid: 20,
+        netns: 2,
+    };
+    let db = Proc {
+        host: 2,
+        pid: 30,
+        netns: 3,
+    };
+    w.thread(cl, 11, "client");
+    w.thread(cl, 12, "client");
+    w.thread(srv, 21, "acceptor");
+    w.thread(srv, 22, "worker");
+    w.thread(db, 31, "db");
+    let mut kd = w.connect(srv, 22, "10.0.0.2:40001", db, 31, "10.0.0.3:3306");
+    let mut k0 = w.connect(cl, 11, "10.0.0.1:41000", srv, 21, "10.0.0.2:80");
+    // R0: read by the acceptor, served and replied by the worker (hand-off).
+    let p = k0.up;
+    w.c_send(&mut k0, 11, 100, 1);
+    w.s_recv(&mut k0, 21, 100, 1, p);
+    let q = kd.up;
+    w.c_send(&mut kd, 22, 40, 1);
+    w.s_recv(&mut kd, 31, 40, 1, q);
+    let q = kd.down;
+    w.s_send(&mut kd, 31, 400, 1);
+    w.c_recv(&mut kd, 22, 400, 1, q);
+    let q = k0.down;
+    w.s_send(&mut k0, 22, 500, 1);
+    w.c_recv(&mut k0, 11, 500, 1, q);
+    // R1: read and replied by the worker itself, then shut down.
+    let mut k1 = w.connect(cl, 12, "10.0.0.1:41001", srv, 22, "10.0.0.2:80");
+    let p = k1.up;
+    w.c_send(&mut k1, 12, 100, 1);
+    w.s_recv(&mut k1, 22, 100, 1, p);
+    let q = k1.down;
+    w.s_send(&mut k1, 22, 500, 1);
+    w.c_recv(&mut k1, 12, 500, 1, q);
+    w.close_end(&k1, true, 22, Syscall::Shutdown);
+    // R2 read by the acceptor; the worker's next call is for it.
+    let p = k0.up;
+    w.c_send(&mut k0, 11, 100, 1);
+    w.s_recv(&mut k0, 21, 100, 1, p);
+    let q = kd.up;
+    w.c_send(&mut kd, 22, 40, 1);
+    w.s_recv(&mut kd, 31, 40, 1, q);
+    let q = kd.down;
+    w.s_send(&mut kd, 31, 400, 1);
+    w.c_recv(&mut kd, 22, 400, 1, q);
+    let q = k0.down;
+    w.s_send(&mut k0, 22, 500, 1);
+    w.c_recv(&mut k0, 11, 500, 1, q);
+    let paths = w.analyze(&[0, 1, 2], false);
+    // R1's path (client thread 12) has no child.
+    let r1 = paths
+        .iter()
+        .find(|p| p.root.tid == Some(12))
+        .expect("R1's path");
+    assert!(r1.root.children[0].children.is_empty(), "{}", shape(r1));
+    // And the requests the acceptor read keep their worker's calls: every
+    // path exact (without the rule's guard, R1 would take R2's call as
+    // ambiguous and three paths would be incomplete).
+    assert_eq!(paths.len(), 3);
+    for p in &paths {
+        assert!(p.complete, "{}", shape(p));
+        if p.root.tid == Some(11) {
+            assert_eq!(p.root.children[0].children.len(), 1, "{}", shape(p));
+        }
+    }
+}
