@@ -42,6 +42,12 @@ pub enum RecordError {
         #[source]
         source: io::Error,
     },
+    #[error("the kernel's verifier rejected BPF program {program} ({errno}); the end of its log:\n{log}")]
+    Verifier {
+        program: String,
+        errno: String,
+        log: String,
+    },
     #[error("loading the BPF object failed at {stage}")]
     Load {
         stage: String,

@@ -297,6 +297,28 @@ fn page_size() -> u32 {
 }
 
 /// Maps a load/attach failure to the most specific error.
+/// A program load failure: a verifier rejection (the capabilities were
+/// checked before loading, so EACCES/EINVAL here come from the verifier)
+/// says so with the end of the verifier's log; anything else as `load_error`.
+fn program_load_error(prog: &str, stage: String, e: aya::programs::ProgramError) -> RecordError {
+    if let aya::programs::ProgramError::LoadError {
+        io_error,
+        verifier_log,
+    } = &e
+    {
+        if matches!(io_error.raw_os_error(), Some(libc::EACCES | libc::EINVAL)) {
+            let log = verifier_log.to_string();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            return RecordError::Verifier {
+                program: prog.to_string(),
+                errno: io_error.to_string(),
+                log: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            };
+        }
+    }
+    load_error(stage, e)
+}
+
 fn load_error(stage: String, e: impl std::error::Error + Send + Sync + 'static) -> RecordError {
     classify_errno(errno_in_chain(&e)).unwrap_or_else(|| RecordError::load(stage, e))
 }
@@ -380,7 +402,7 @@ impl Recorder {
                     name: format!("tp_btf/{tp}"),
                     hint: "this kernel's BTF has no such tracepoint (needs Linux >= 5.10 with CONFIG_DEBUG_INFO_BTF)",
                 },
-                e => load_error(format!("loading {prog} (tp_btf/{tp})"), e),
+                e => program_load_error(prog, format!("loading {prog} (tp_btf/{tp})"), e),
             })?;
             p.attach()
                 .map_err(|e| load_error(format!("attaching {prog} to tp_btf/{tp}"), e))?;
@@ -395,7 +417,7 @@ impl Recorder {
                 .try_into()
                 .map_err(|e| load_error(format!("program {prog}"), e))?;
             p.load()
-                .map_err(|e| load_error(format!("loading {prog}"), e))?;
+                .map_err(|e| program_load_error(prog, format!("loading {prog}"), e))?;
             p.attach(cat, name)
                 .map_err(|e| load_error(format!("attaching {prog} to {cat}/{name}"), e))?;
         }
