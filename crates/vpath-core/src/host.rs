@@ -998,6 +998,10 @@ impl HostStage {
         let spans = std::mem::take(&mut self.threads.get_mut(&e.tid).unwrap().spans);
         let mut keep = Vec::with_capacity(spans.len());
         let mut active: Vec<RecId> = Vec::with_capacity(spans.len());
+        let (sock_local, sock_remote) = {
+            let s = &self.socks[&e.sock];
+            (s.local, s.remote)
+        };
         for id in spans {
             match self.recs.get(&id).map(|r| (r.phase, r.replier)) {
                 Some((Phase::Reply, rep)) if rep.is_none_or(|t| t == e.tid) => {
@@ -1008,7 +1012,14 @@ impl HostStage {
                 Some((Phase::Reply, _)) => keep.push(id),
                 Some(_) => {
                     keep.push(id);
-                    active.push(id);
+                    // A request on the very connection this span's request
+                    // came in on (the thread holds both ends: it talks to
+                    // itself) is not a call the span made. Taking it as one
+                    // would nest every round trip in the previous one.
+                    let r = &self.recs[&id].rec;
+                    if !(r.local == sock_remote && r.remote == sock_local) {
+                        active.push(id);
+                    }
                 }
                 None => {}
             }

@@ -1092,3 +1092,35 @@ fn no_post_reply_rule_in_a_process_that_hands_off() {
         }
     }
 }
+
+/// One thread holding both ends of a connection, sending on one end and
+/// reading on the other, over and over (a loopback benchmark): every round
+/// trip is a request it sends itself, not a call made by the previous one.
+/// The paths stay shallow however long the loop runs.
+#[test]
+fn a_thread_talking_to_itself_does_not_nest_its_round_trips() {
+    let mut w = World::new(1, true);
+    let p = Proc {
+        host: 0,
+        pid: 10,
+        netns: 1,
+    };
+    w.thread(p, 11, "pingpong");
+    let mut k = w.connect(p, 11, "127.0.0.1:40000", p, 11, "127.0.0.1:5000");
+    for _ in 0..20_000 {
+        let q = k.up;
+        w.c_send(&mut k, 11, 1, 1);
+        w.s_recv(&mut k, 11, 1, 1, q);
+    }
+    let paths = w.analyze(&[0], false);
+    let deepest = paths
+        .iter()
+        .map(|p| {
+            let mut d = 0;
+            p.root.walk(&mut |_, depth| d = d.max(depth));
+            d
+        })
+        .max()
+        .unwrap();
+    assert!(deepest <= 2, "paths nest {deepest} deep");
+}
