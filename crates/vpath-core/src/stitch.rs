@@ -397,12 +397,20 @@ impl Stitch {
     /// becomes a call of its own, joined like any other. (If its span never
     /// comes, the call is missing and the path incomplete.)
     fn pipelined(&mut self, p: NodeId, i: usize, c: NodeId, stats: &mut Stats) {
-        let (read, last) = {
+        let (read, last, callee_lost) = {
             let r = &self.node(c).rec;
-            (r.bytes_in, r.last)
+            (r.bytes_in, r.last, r.issues.contains(&Issue::EventsLost))
         };
-        let call = &self.node(p).rec.calls[i];
+        let parent = &self.node(p).rec;
+        let call = &parent.calls[i];
         let Some(key) = call.key else { return };
+        // Only byte counts that loss cannot have changed: a lost reply on the
+        // caller's side merges its next request into this call's bytes, and
+        // that request's span would be taken for a pipelined one (found by
+        // the lossy property test).
+        if callee_lost || parent.issues.contains(&Issue::EventsLost) || !call.issues.is_empty() {
+            return;
+        }
         // `last`: nothing was read on that connection after `c`'s request,
         // so the rest was never read (php-fpm may leave FastCGI's last empty
         // record unread), not a request whose span is missing.

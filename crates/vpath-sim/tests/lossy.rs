@@ -323,3 +323,36 @@ fn regression_burst_loss_seed_7236872478787274504() {
         ..SimConfig::default()
     });
 }
+
+/// Found by a fresh-seed hunt (60 000 cases) after the session-2 analyzer
+/// rules: bursty loss in a hand-off (Reuse) process with EOF reads.
+#[test]
+fn regression_hunt_2_reuse_burst_loss_with_eof_reads() {
+    assert_lossy_ok(SimConfig {
+        seed: 549233909799767811,
+        services: 4,
+        hosts: 2,
+        client_threads: 7,
+        requests: 21,
+        stop_after_events: None,
+        seq_mode: true,
+        noise: false,
+        eof_reads: true,
+        containers: true,
+        ipv6: false,
+        per_connection: false,
+        handoff: vpath_sim::Handoff::Reuse,
+        loss_burst: 11,
+        unobserved_backend: false,
+        unobserved_clients: false,
+        skew_ns: 0,
+        gap_ns: (1000, 50000),
+        max_uses: 2,
+        max_depth: 4,
+        max_fanout: 3,
+        max_msg: 20000,
+        loss: Some(vpath_sim::Loss { drop_ppm: 25774 }),
+        checkpoint_every: Some(1),
+        teardown: false,
+    });
+}

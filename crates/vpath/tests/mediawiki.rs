@@ -10,63 +10,23 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
+use common::{tmpdir, Stack};
 
-use common::{exe, need_root, run, text, tmpdir};
+const STACK: Stack = Stack {
+    name: "mediawiki",
+    dir_env: "VPATH_STACK_DIR",
+    default_dir: "/tmp/vpath-stacks/mediawiki",
+    tiers: 4,
+    seeded: "mw/page-ids.tsv",
+    ports: &["8080", "9000", "3306", "11211"],
+};
 
-fn stack_dir() -> PathBuf {
-    std::env::var_os("VPATH_STACK_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/vpath-stacks/mediawiki"))
-}
-
-fn scripts() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../stacks/mediawiki")
-}
-
-/// The four tiers run and the pages exist.
-fn stack_ready() -> Result<(), String> {
-    let out = Command::new("bash")
-        .arg(scripts().join("stack.sh"))
-        .arg("status")
-        .output()
-        .map_err(|e| format!("running stack.sh status: {e}"))?;
-    let status = text(&out.stdout);
-    let running = status.lines().filter(|l| l.contains(" running ")).count();
-    if running != 4 {
-        return Err(format!("the stack is not running:\n{status}"));
-    }
-    if !stack_dir().join("mw/page-ids.tsv").exists() {
-        return Err("the stack has no pages (stack.sh pages)".into());
-    }
-    Ok(())
-}
-
-/// Records `n` page views at concurrency `c` and checks every path.
+/// Records `n` requests at concurrency `c` and checks every path.
 fn record_and_check(n: u32, c: u32) {
     let dir = tmpdir(&format!("mediawiki-c{c}"));
-    let log = dir.0.join("run.vpl");
-    let paths = dir.0.join("paths.jsonl");
-    let mut rec = Command::new(exe());
-    rec.args(["record", "--payload-bytes", "4096"]);
-    for port in ["8080", "9000", "3306", "11211"] {
-        rec.args(["--port", port]);
-    }
-    rec.arg("-o").arg(&log).arg("--").arg("bash");
-    rec.arg(scripts().join("stack.sh"));
-    rec.args(["load", &n.to_string(), &c.to_string()]);
-    let out = run(&mut rec);
-    let err = text(&out.stderr);
-    assert!(err.contains("0 lost in the kernel"), "{err}");
-    let out = run(Command::new(exe())
-        .arg("analyze")
-        .arg(&log)
-        .args(["--format", "jsonl", "-o"])
-        .arg(&paths));
-    eprintln!("{}", text(&out.stderr));
+    let paths = STACK.record_load(&dir.0, n, c);
     let report =
-        vpath_stacks::mediawiki::check_stack_dir(&paths, &stack_dir(), None).expect("checker");
+        vpath_stacks::mediawiki::check_stack_dir(&paths, &STACK.dir(), None).expect("checker");
     eprintln!("c={c}: {}", serde_json::to_string(&report).unwrap());
     assert_eq!(report.requests, Some(n as u64), "ab completed every view");
     assert_eq!(report.page_paths, n as usize, "one path per page view");
@@ -85,16 +45,7 @@ fn record_and_check(n: u32, c: u32) {
 
 #[test]
 fn mediawiki_paths_are_exact_at_concurrency_1_and_8() {
-    if !need_root("mediawiki_paths_are_exact_at_concurrency_1_and_8") {
-        return;
-    }
-    if let Err(why) = stack_ready() {
-        if std::env::var_os("CI").is_some() {
-            panic!("CI must set up the MediaWiki stack (.ci/run): {why}");
-        }
-        eprintln!(
-            "SKIPPED mediawiki test: {why}; run stacks/mediawiki/stack.sh install start pages"
-        );
+    if !STACK.available("mediawiki_paths_are_exact_at_concurrency_1_and_8") {
         return;
     }
     record_and_check(100, 1);

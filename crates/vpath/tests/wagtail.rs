@@ -9,68 +9,23 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
+use common::{tmpdir, Stack};
 
-use common::{exe, need_root, run, text, tmpdir};
+const STACK: Stack = Stack {
+    name: "wagtail",
+    dir_env: "VPATH_wagtail",
+    default_dir: "/tmp/vpath-stacks/wagtail",
+    tiers: 2,
+    seeded: "site/page-ids.tsv",
+    ports: &["18000", "15432"],
+};
 
-fn stack_dir() -> PathBuf {
-    std::env::var_os("VPATH_wagtail")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/vpath-stacks/wagtail"))
-}
-
-fn scripts() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../stacks/wagtail")
-}
-
-/// gunicorn and PostgreSQL run and the items exist.
-fn stack_ready() -> Result<(), String> {
-    let out = Command::new("bash")
-        .arg(scripts().join("stack.sh"))
-        .arg("status")
-        .output()
-        .map_err(|e| format!("running stack.sh status: {e}"))?;
-    let status = text(&out.stdout);
-    let running = status.lines().filter(|l| l.contains(" running ")).count();
-    if running != 2 {
-        return Err(format!("the stack is not running:\n{status}"));
-    }
-    if !stack_dir().join("site/page-ids.tsv").exists() {
-        return Err("the stack has no items (stack.sh pages)".into());
-    }
-    Ok(())
-}
-
-/// Records `n` item views at concurrency `c` and checks every path.
+/// Records `n` requests at concurrency `c` and checks every path.
 fn record_and_check(n: u32, c: u32) {
     let dir = tmpdir(&format!("wagtail-c{c}"));
-    let log = dir.0.join("run.vpl");
-    let paths = dir.0.join("paths.jsonl");
-    let mut rec = Command::new(exe());
-    rec.args([
-        "record",
-        "--payload-bytes",
-        "4096",
-        "--port",
-        "18000",
-        "--port",
-        "15432",
-    ]);
-    rec.arg("-o").arg(&log).arg("--").arg("bash");
-    rec.arg(scripts().join("stack.sh"));
-    rec.args(["load", &n.to_string(), &c.to_string()]);
-    let out = run(&mut rec);
-    let err = text(&out.stderr);
-    assert!(err.contains("0 lost in the kernel"), "{err}");
-    let out = run(Command::new(exe())
-        .arg("analyze")
-        .arg(&log)
-        .args(["--format", "jsonl", "-o"])
-        .arg(&paths));
-    eprintln!("{}", text(&out.stderr));
+    let paths = STACK.record_load(&dir.0, n, c);
     let report =
-        vpath_stacks::wagtail::check_stack_dir(&paths, &stack_dir(), None).expect("checker");
+        vpath_stacks::wagtail::check_stack_dir(&paths, &STACK.dir(), None).expect("checker");
     eprintln!("c={c}: {}", serde_json::to_string(&report).unwrap());
     assert_eq!(report.requests, Some(n as u64), "ab completed every view");
     assert_eq!(report.item_paths, n as usize, "one path per item view");
@@ -98,14 +53,7 @@ fn record_and_check(n: u32, c: u32) {
 
 #[test]
 fn wagtail_paths_are_exact_at_concurrency_1_and_8() {
-    if !need_root("wagtail_paths_are_exact_at_concurrency_1_and_8") {
-        return;
-    }
-    if let Err(why) = stack_ready() {
-        if std::env::var_os("CI").is_some() {
-            panic!("CI must set up the Wagtail stack (.ci/run): {why}");
-        }
-        eprintln!("SKIPPED wagtail test: {why}; run stacks/wagtail/stack.sh install start pages");
+    if !STACK.available("wagtail_paths_are_exact_at_concurrency_1_and_8") {
         return;
     }
     record_and_check(60, 1);

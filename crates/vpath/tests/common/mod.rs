@@ -205,3 +205,100 @@ pub fn read_truth(dir: &Path, names: &[&str]) -> Vec<vpath_demo::TruthRecord> {
     }
     truth
 }
+
+/// A real-application stack under `stacks/` (issue 5), as its CI test sees it.
+pub struct Stack {
+    /// The folder under `stacks/`.
+    pub name: &'static str,
+    /// The environment variable that moves its folder, and the default.
+    pub dir_env: &'static str,
+    pub default_dir: &'static str,
+    /// How many tiers `stack.sh status` reports running when it is up.
+    pub tiers: usize,
+    /// A file (relative to its folder) that exists once it is seeded.
+    pub seeded: &'static str,
+    /// Ports `vpath record` is limited to (the machine may carry other
+    /// traffic on loopback).
+    pub ports: &'static [&'static str],
+}
+
+impl Stack {
+    pub fn dir(&self) -> PathBuf {
+        std::env::var_os(self.dir_env)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(self.default_dir))
+    }
+
+    pub fn scripts(&self) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../stacks")
+            .join(self.name)
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        let out = Command::new("bash")
+            .arg(self.scripts().join("stack.sh"))
+            .arg("status")
+            .output()
+            .map_err(|e| format!("running stack.sh status: {e}"))?;
+        let status = text(&out.stdout);
+        let running = status.lines().filter(|l| l.contains(" running ")).count();
+        if running != self.tiers {
+            return Err(format!("the stack is not running:\n{status}"));
+        }
+        if !self.dir().join(self.seeded).exists() {
+            return Err("the stack is not seeded (stack.sh pages)".into());
+        }
+        Ok(())
+    }
+
+    /// True when the test can run: root, and the stack up. Outside CI it
+    /// prints why not; in CI a missing stack is a failure (`.ci/run` sets
+    /// the stacks up).
+    pub fn available(&self, test: &str) -> bool {
+        if !need_root(test) {
+            return false;
+        }
+        match self.ready() {
+            Ok(()) => true,
+            Err(why) if std::env::var_os("CI").is_some() => {
+                panic!(
+                    "{test}: CI must set up stacks/{} (.ci/run): {why}",
+                    self.name
+                )
+            }
+            Err(why) => {
+                eprintln!(
+                    "SKIPPED {test}: {why}; run stacks/{}/stack.sh install start pages",
+                    self.name
+                );
+                false
+            }
+        }
+    }
+
+    /// Records `stack.sh load n c` with payload capture and analyzes it;
+    /// returns the JSONL paths file (in `dir`).
+    pub fn record_load(&self, dir: &Path, n: u32, c: u32) -> PathBuf {
+        let log = dir.join("run.vpl");
+        let paths = dir.join("paths.jsonl");
+        let mut rec = Command::new(exe());
+        rec.args(["record", "--payload-bytes", "4096"]);
+        for port in self.ports {
+            rec.args(["--port", port]);
+        }
+        rec.arg("-o").arg(&log).arg("--").arg("bash");
+        rec.arg(self.scripts().join("stack.sh"));
+        rec.args(["load", &n.to_string(), &c.to_string()]);
+        let out = run(&mut rec);
+        let err = text(&out.stderr);
+        assert!(err.contains("0 lost in the kernel"), "{err}");
+        let out = run(Command::new(exe())
+            .arg("analyze")
+            .arg(&log)
+            .args(["--format", "jsonl", "-o"])
+            .arg(&paths));
+        eprintln!("{}", text(&out.stderr));
+        paths
+    }
+}
