@@ -21,7 +21,8 @@
 //!   request carried further requests (pipelining): the next one starts
 //!   exactly where that span's request ended, and is joined as a call of its
 //!   own (unless that span was the last on its connection, when the rest was
-//!   never read).
+//!   never read, or either record lost events, when the byte counts cannot
+//!   be trusted).
 //! - A path is complete when none of its spans carries an issue.
 
 use std::cmp::Reverse;
