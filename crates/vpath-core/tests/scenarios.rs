@@ -1124,3 +1124,136 @@ fn a_thread_talking_to_itself_does_not_nest_its_round_trips() {
         .unwrap();
     assert!(deepest <= 2, "paths nest {deepest} deep");
 }
+
+mod pipelining_property {
+    //! Pipelined requests on a pooled connection, with and without a lost
+    //! event: the pipelining rule (a call that sent more than its span read
+    //! continues at the exact next position) must never join a span to the
+    //! wrong exchange, and without loss every exchange is exact.
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One exchange: which client thread, the pipelined request sizes.
+    type Plan = Vec<(bool, Vec<u32>)>;
+
+    fn exchanges() -> impl Strategy<Value = Plan> {
+        prop::collection::vec(
+            (any::<bool>(), prop::collection::vec(1u32..300, 1..4)),
+            1..8,
+        )
+    }
+
+    /// Runs the plan; returns, per server span start time, its exchange, and
+    /// per exchange (client tid, request sizes).
+    fn run(w: &mut World, plan: &Plan) -> (Vec<(u64, usize)>, Vec<(u32, Vec<u32>)>) {
+        let cl = Proc {
+            host: 0,
+            pid: 10,
+            netns: 1,
+        };
+        let db = Proc {
+            host: 1,
+            pid: 30,
+            netns: 3,
+        };
+        w.thread(cl, 11, "app");
+        w.thread(cl, 12, "app");
+        w.thread(db, 31, "db");
+        let mut k = w.connect(cl, 11, "10.0.0.1:40000", db, 31, "10.0.0.3:3306");
+        let mut spans = Vec::new();
+        let mut truth = Vec::new();
+        for (j, (second, sizes)) in plan.iter().enumerate() {
+            let tid = if *second { 12 } else { 11 };
+            let mut p = k.up;
+            w.c_send(&mut k, tid, sizes.iter().sum(), 1);
+            let q = k.down;
+            for &n in sizes {
+                w.s_recv(&mut k, 31, n, 1, p);
+                spans.push((w.ts, j));
+                p = p.wrapping_add(n);
+                w.s_send(&mut k, 31, 20, 1);
+            }
+            w.c_recv(&mut k, tid, 20 * sizes.len() as u32, 1, q);
+            truth.push((tid, sizes.clone()));
+            // The recorder's periodic checkpoint (none lost yet).
+            let ts = w.ts + 1;
+            for h in &mut w.hosts {
+                h.push(Record::Checkpoint(Checkpoint {
+                    ts_ns: ts,
+                    lost_total: 0,
+                }));
+            }
+        }
+        (spans, truth)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("VPATH_PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(256),
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn pipelined_exchanges_are_exact_or_incomplete_never_wrong(
+            plan in exchanges(),
+            victim in prop::option::of((0usize..2, any::<prop::sample::Index>())),
+        ) {
+            let mut w = World::new(2, true);
+            let (spans, truth) = run(&mut w, &plan);
+            let mut lost = [0u64; 2];
+            if let Some((h, idx)) = victim {
+                let events: Vec<usize> = w.hosts[h]
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| matches!(r, Record::Event(e) if matches!(e.op, Op::Send | Op::Recv)))
+                    .map(|(i, _)| i)
+                    .collect();
+                let at = events[idx.index(events.len())];
+                let Record::Event(ev) = w.hosts[h].remove(at) else { unreachable!() };
+                let pos = w.hosts[h]
+                    .iter()
+                    .position(|r| matches!(r, Record::Event(e) if e.ts_ns > ev.ts_ns))
+                    .unwrap_or(w.hosts[h].len());
+                w.hosts[h].insert(pos, Record::Checkpoint(Checkpoint { ts_ns: ev.ts_ns + 1, lost_total: 1 }));
+                // Later checkpoints count it too (the total is cumulative).
+                for r in &mut w.hosts[h][pos..] {
+                    if let Record::Checkpoint(c) = r {
+                        c.lost_total = 1;
+                    }
+                }
+                lost[h] = 1;
+            }
+            // The recorder's last checkpoint covers the last event (not a
+            // far future, which would end every wait before the input does).
+            let end = w.ts + 1;
+            for (h, l) in lost.iter().enumerate() {
+                w.hosts[h].push(Record::Checkpoint(Checkpoint { ts_ns: end, lost_total: *l }));
+            }
+            let paths = w.analyze(&[0, 1], true);
+            let exchange_of = |ts: u64| spans.iter().find(|(t, _)| *t == ts).map(|(_, j)| *j);
+            for p in &paths {
+                if p.root.kind != SpanKind::Origin {
+                    continue;
+                }
+                // Every child of one origin is a request of one exchange, made
+                // by the origin's thread, in order.
+                let js: Vec<Option<usize>> =
+                    p.root.children.iter().map(|c| exchange_of(c.start_ns)).collect();
+                if let Some(Some(j)) = js.first() {
+                    prop_assert!(js.iter().all(|x| *x == Some(*j)), "children from several exchanges: {}", shape(p));
+                    prop_assert_eq!(Some(truth[*j].0), p.root.tid, "{}", shape(p));
+                }
+            }
+            if victim.is_none() {
+                prop_assert_eq!(paths.len(), plan.len());
+                for p in &paths {
+                    prop_assert!(p.complete, "{}", shape(p));
+                    let j = exchange_of(p.root.children[0].start_ns).unwrap();
+                    let ins: Vec<u64> = p.root.children.iter().map(|c| c.bytes_in).collect();
+                    let want: Vec<u64> = truth[j].1.iter().map(|n| *n as u64).collect();
+                    prop_assert_eq!(ins, want, "{}", shape(p));
+                }
+            }
+        }
+    }
+}
