@@ -5,6 +5,7 @@
 //! general query log), and decide from what the application ties to each request whether a path holds exactly
 //! that request's work. See `mediawiki` for the rules.
 
+pub mod common;
 pub mod genlog;
 pub mod jsonl;
 pub mod mediawiki;

@@ -19,6 +19,7 @@
 //!
 //! An item path passing all of these is *exact*.
 
+use crate::common::{clip, completeness, multiset_diff};
 use crate::genlog::LogEntry;
 use crate::jsonl::{PathRec, Proto, SpanRec};
 use crate::names::{normalize_sql, url_decode};
@@ -359,48 +360,6 @@ fn view(p: &PathRec, cfg: &Config, rep: &mut Report) -> View {
     }
 }
 
-fn same_stmt(path: &str, log: &str, min: usize) -> bool {
-    path == log || (path.len() >= min && path.len() < log.len() && log.starts_with(path))
-}
-
-/// Multiset difference with truncation: (log texts unmatched, path texts unmatched).
-fn multiset_diff<'a>(
-    log: &[&'a str],
-    path: &[&'a str],
-    min: usize,
-) -> (Vec<&'a str>, Vec<&'a str>) {
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for l in log {
-        *counts.entry(l).or_default() += 1;
-    }
-    let mut left_path = Vec::new();
-    for p in path {
-        match counts.get_mut(p) {
-            Some(c) if *c > 0 => *c -= 1,
-            _ => left_path.push(*p),
-        }
-    }
-    let mut left_log: Vec<&str> = Vec::new();
-    for l in log {
-        if let Some(c) = counts.get_mut(l) {
-            if *c > 0 {
-                *c -= 1;
-                left_log.push(l);
-            }
-        }
-    }
-    left_path.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    let mut still_path = Vec::new();
-    for p in left_path {
-        if let Some(i) = left_log.iter().position(|l| same_stmt(p, l, min)) {
-            left_log.swap_remove(i);
-        } else {
-            still_path.push(p);
-        }
-    }
-    (left_log, still_path)
-}
-
 fn same_multiset(a: &[&str], b: &[&str], min: usize) -> bool {
     a.len() == b.len() && {
         let (x, y) = multiset_diff(a, b, min);
@@ -652,44 +611,19 @@ pub fn check(paths: &[PathRec], log: &[LogEntry], requests: Option<u64>, cfg: &C
     }
 
     // --- completeness per item
-    let items: BTreeSet<u32> = log_by_item
-        .keys()
-        .chain(path_by_item.keys())
-        .copied()
-        .collect();
-    let empty = Vec::new();
-    let mut elsewhere_left: Vec<&str> = elsewhere.iter().map(String::as_str).collect();
-    for n in items {
-        let l: Vec<&str> = log_by_item
-            .get(&n)
-            .unwrap_or(&empty)
-            .iter()
-            .map(String::as_str)
-            .collect();
-        let p: Vec<&str> = path_by_item
-            .get(&n)
-            .unwrap_or(&empty)
-            .iter()
-            .map(String::as_str)
-            .collect();
-        let (missing, surplus) = multiset_diff(&l, &p, cfg.min_prefix);
-        rep.missing_queries += missing.len();
-        rep.surplus_queries += surplus.len();
-        for m in &missing {
-            let found = elsewhere_left
-                .iter()
-                .position(|e| same_stmt(e, m, cfg.min_prefix));
-            if let Some(i) = found {
-                elsewhere_left.swap_remove(i);
-                rep.missing_found_elsewhere += 1;
-            }
+    for d in completeness(&log_by_item, &path_by_item, &elsewhere, cfg.min_prefix) {
+        let n = d.item;
+        rep.missing_queries += d.missing.len();
+        rep.surplus_queries += d.surplus.len();
+        for (m, found) in &d.missing {
+            rep.missing_found_elsewhere += usize::from(*found);
             findings.push(Finding {
                 kind: "missing",
                 path: None,
                 item: Some(n),
                 detail: format!(
                     "in the log, in no item path for Item_{n}{}: {}",
-                    if found.is_some() {
+                    if *found {
                         " (a non-item path has it)"
                     } else {
                         ""
@@ -698,7 +632,7 @@ pub fn check(paths: &[PathRec], log: &[LogEntry], requests: Option<u64>, cfg: &C
                 ),
             });
         }
-        for s in &surplus {
+        for s in &d.surplus {
             findings.push(Finding {
                 kind: "surplus",
                 path: None,
@@ -754,18 +688,6 @@ pub fn conn_mode_of(jdbc: Option<&str>) -> ConnMode {
     } else {
         ConnMode::Whole
     }
-}
-
-fn clip(s: &str) -> String {
-    const MAX: usize = 160;
-    if s.len() <= MAX {
-        return s.to_string();
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
 }
 
 #[cfg(test)]

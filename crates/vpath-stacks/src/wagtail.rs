@@ -27,6 +27,7 @@
 //! An item path passing all four is *exact*. Statements in paths without an HTTP request (work vpath could not tie
 //! to a request) are counted separately.
 
+use crate::common::{clip, completeness, multiset_diff, same_stmt};
 use crate::jsonl::{port_of, PathRec, SpanRec};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -599,49 +600,6 @@ fn view(p: &PathRec, cfg: &Config, rep: &mut Report) -> View {
     }
 }
 
-/// Matches a path's statement to a log statement: equal, or a truncation of at least `min` bytes.
-fn same_stmt(path: &str, log: &str, min: usize) -> bool {
-    path == log || (path.len() >= min && path.len() < log.len() && log.starts_with(path))
-}
-
-/// Multiset difference with truncation: returns (log texts unmatched, path texts unmatched).
-fn multiset_diff<'a>(
-    log: &[&'a str],
-    path: &[&'a str],
-    min: usize,
-) -> (Vec<&'a str>, Vec<&'a str>) {
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for l in log {
-        *counts.entry(l).or_default() += 1;
-    }
-    let mut left_path = Vec::new();
-    for p in path {
-        match counts.get_mut(p) {
-            Some(c) if *c > 0 => *c -= 1,
-            _ => left_path.push(*p),
-        }
-    }
-    let mut left_log: Vec<&str> = Vec::new();
-    for l in log {
-        if let Some(c) = counts.get_mut(l) {
-            if *c > 0 {
-                *c -= 1;
-                left_log.push(l);
-            }
-        }
-    }
-    left_path.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    let mut still_path = Vec::new();
-    for p in left_path {
-        if let Some(i) = left_log.iter().position(|l| same_stmt(p, l, min)) {
-            left_log.swap_remove(i);
-        } else {
-            still_path.push(p);
-        }
-    }
-    (left_log, still_path)
-}
-
 struct Session {
     port: Option<u16>,
     stmts: Vec<String>,
@@ -910,44 +868,19 @@ pub fn check(paths: &[PathRec], log: &[PgEntry], requests: Option<u64>, cfg: &Co
     }
 
     // --- completeness per item
-    let items: BTreeSet<u32> = log_by_item
-        .keys()
-        .chain(path_by_item.keys())
-        .copied()
-        .collect();
-    let empty = Vec::new();
-    let mut elsewhere_left: Vec<&str> = elsewhere.iter().map(String::as_str).collect();
-    for n in items {
-        let l: Vec<&str> = log_by_item
-            .get(&n)
-            .unwrap_or(&empty)
-            .iter()
-            .map(String::as_str)
-            .collect();
-        let p: Vec<&str> = path_by_item
-            .get(&n)
-            .unwrap_or(&empty)
-            .iter()
-            .map(String::as_str)
-            .collect();
-        let (missing, surplus) = multiset_diff(&l, &p, cfg.min_prefix);
-        rep.missing_statements += missing.len();
-        rep.surplus_statements += surplus.len();
-        for m in &missing {
-            let found = elsewhere_left
-                .iter()
-                .position(|e| same_stmt(e, m, cfg.min_prefix));
-            if let Some(i) = found {
-                elsewhere_left.swap_remove(i);
-                rep.missing_found_elsewhere += 1;
-            }
+    for d in completeness(&log_by_item, &path_by_item, &elsewhere, cfg.min_prefix) {
+        let n = d.item;
+        rep.missing_statements += d.missing.len();
+        rep.surplus_statements += d.surplus.len();
+        for (m, found) in &d.missing {
+            rep.missing_found_elsewhere += usize::from(*found);
             findings.push(Finding {
                 kind: "missing",
                 path: None,
                 item: Some(n),
                 detail: format!(
                     "in the log, in no item path for item-{n}{}: {}",
-                    if found.is_some() {
+                    if *found {
                         " (a non-item path has it)"
                     } else {
                         ""
@@ -956,7 +889,7 @@ pub fn check(paths: &[PathRec], log: &[PgEntry], requests: Option<u64>, cfg: &Co
                 ),
             });
         }
-        for s in &surplus {
+        for s in &d.surplus {
             findings.push(Finding {
                 kind: "surplus",
                 path: None,
@@ -1002,16 +935,4 @@ pub fn check_stack_dir(
         v.get("requests")?.as_u64()
     });
     Ok(check(&paths, window, requests, &cfg))
-}
-
-fn clip(s: &str) -> String {
-    const MAX: usize = 160;
-    if s.len() <= MAX {
-        return s.to_string();
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
 }
