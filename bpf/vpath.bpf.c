@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * vpath kernel side: one record per TCP send/receive, connect, accept and
- * close, plus a thread's comm the first time the thread is seen.
+ * close (consecutive sends or receives of a thread on a socket that carry no
+ * message data merge into one run record), plus a thread's comm the first
+ * time the thread is seen.
  * Layouts: vpath.h. Inventory and measured costs: docs/probes.md.
  *
  * Build: scripts/build-bpf.sh (CO-RE, no generated vmlinux.h).
@@ -134,6 +136,39 @@ struct {
 	__type(key, int);
 	__type(value, struct vp_msg);
 } MSG_POS SEC(".maps");
+
+/* Per CPU, VP_RUN_SLOTS open runs (see struct vp_run_event in vpath.h),
+ * one slot per thread id modulo VP_RUN_SLOTS: the data operations merged so
+ * far by the thread that last made a mergeable operation in that slot on
+ * this CPU. A run goes out as one record when an operation of its slot
+ * cannot join it (and is mergeable, or is by the same thread), when its
+ * thread connects, accepts or closes, and whenever user space runs vp_flush
+ * on this CPU (every poll: the checkpoint promise covers open runs too).
+ *
+ * A thread's operations all pass through its slot on the CPU they run on,
+ * so "no other recorded operation of the thread in between" holds as long
+ * as the thread stayed on this CPU: the slot keeps the thread's migration
+ * count and an operation joins only if it is unchanged.
+ *
+ * `busy` guards against vp_flush, which user space runs on this CPU from an
+ * IPI that may interrupt a program halfway through the slot (tracepoint
+ * programs run with preemption off, so nothing else interleaves). */
+struct vp_slot {
+	__u32 busy;
+	__u32 seq_next; /* stream position after the run's last byte */
+	__u64 start;    /* the thread's task start_time (tid reuse) */
+	__u64 migr;     /* its se.nr_migrations at the run's last operation */
+	struct vp_run_event run; /* run.count == 0: no open run */
+};
+
+#define VP_RUN_SLOTS 64
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VP_RUN_SLOTS);
+	__type(key, __u32);
+	__type(value, struct vp_slot);
+} RUN_SLOT SEC(".maps");
 
 /* x86_64 numbers of the data syscalls whose user buffers we can find. */
 #define VP_NR_READ 0
@@ -331,6 +366,40 @@ static __always_inline struct vp_sock_event *vp_reserve(void)
 	return e;
 }
 
+static __always_inline struct vp_slot *vp_slot(__u32 tid)
+{
+	__u32 key = tid & (VP_RUN_SLOTS - 1);
+	return bpf_map_lookup_elem(&RUN_SLOT, &key);
+}
+
+/* Sends the slot's open run and closes it. The caller holds `busy`. */
+static __always_inline void vp_run_flush(struct vp_slot *s)
+{
+	vp_count(VP_CNT_SOCK_EMITTED);
+	struct vp_run_event *r = bpf_ringbuf_reserve(&EVENTS, sizeof(*r), 0);
+	if (r) {
+		__builtin_memcpy(r, &s->run, sizeof(*r));
+		bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+	} else {
+		vp_count(VP_CNT_SOCK_DROPPED);
+	}
+	s->run.count = 0;
+}
+
+/* Before a connect, accept or close by thread `tid` is recorded: that
+ * thread's open run on this CPU ends here. */
+static __always_inline void vp_run_end_for(__u32 tid)
+{
+	struct vp_slot *s = vp_slot(tid);
+	if (!s || s->busy || !s->run.count || s->run.e.tid != tid)
+		return;
+	s->busy = 1;
+	asm volatile("" ::: "memory");
+	vp_run_flush(s);
+	asm volatile("" ::: "memory");
+	s->busy = 0;
+}
+
 /* One user-space segment of a syscall's buffer (struct iovec's layout). */
 struct vp_seg {
 	__u64 base;
@@ -492,6 +561,47 @@ static __always_inline int vp_data(unsigned long long *ctx, __u8 op)
 	__u64 cookie = sk->__sk_common.skc_cookie.counter;
 	if (!cookie)
 		cookie = bpf_get_socket_cookie(sk);
+
+	/* Runs: an operation that moved bytes at a known stream position and
+	 * carries no message data may be merged with its thread's previous one. */
+	int mergeable = ret > 0 && (flags & VP_F_SEQ) && !(flags & VP_F_PEEK) && !want;
+	struct vp_slot *s = vp_slot((__u32)pid_tgid);
+	if (s) {
+		__u64 migr = task->se.nr_migrations;
+		s->busy = 1;
+		asm volatile("" ::: "memory");
+		if (mergeable && s->run.count && s->run.e.tid == (__u32)pid_tgid && s->start == start &&
+		    s->migr == migr && s->run.e.cookie == cookie && s->run.e.op == op && s->seq_next == seq) {
+			s->run.e.ret += ret;
+			s->run.ts_last = ts;
+			s->run.count += 1;
+			s->seq_next = seq + (__u32)ret;
+			asm volatile("" ::: "memory");
+			s->busy = 0;
+			vp_count(VP_CNT_RUN_OPS);
+			return 0;
+		}
+		if (s->run.count && (mergeable || s->run.e.tid == (__u32)pid_tgid))
+			vp_run_flush(s);
+		if (mergeable) {
+			vp_fill(&s->run.e, op, flags, pid_tgid >> 32, (__u32)pid_tgid, ts, cgroup, cookie, ret, seq,
+				sysnr, &t);
+			vp_addrs_btf(&s->run.e, sk, t.family);
+			s->run.e.kind = VP_REC_RUN;
+			s->run.ts_last = ts;
+			s->run.first_ret = (__u32)ret;
+			s->run.count = 1;
+			s->seq_next = seq + (__u32)ret;
+			s->start = start;
+			s->migr = migr;
+			asm volatile("" ::: "memory");
+			s->busy = 0;
+			return 0;
+		}
+		asm volatile("" ::: "memory");
+		s->busy = 0;
+	}
+
 	struct vp_sock_event *e;
 	if (want) {
 		/* A record with room for the message bytes (its own reserve, so
@@ -564,6 +674,7 @@ int vp_state(unsigned long long *ctx)
 		if (discard_events)
 			return 0;
 		vp_comm_once(pid_tgid, ts);
+		vp_run_end_for((__u32)pid_tgid);
 		struct vp_conn c = {
 			.pid = pid_tgid >> 32,
 			.tid = (__u32)pid_tgid,
@@ -634,8 +745,10 @@ int vp_state(unsigned long long *ctx)
 		return 0;
 	if (discard_events)
 		return 0;
-	if (by_thread)
+	if (by_thread) {
 		vp_comm_once(((__u64)pid << 32) | tid, ts);
+		vp_run_end_for(tid);
+	}
 	struct vp_sock_event *e = vp_reserve();
 	if (!e)
 		return 0;
@@ -704,6 +817,7 @@ static __always_inline int vp_accept(struct vp_sys_exit_ctx *ctx, __s32 sysnr)
 		return 0;
 
 	vp_comm_once(pid_tgid, ts);
+	vp_run_end_for((__u32)pid_tgid);
 	struct vp_sock_event *e = vp_reserve();
 	if (!e)
 		return 0;
@@ -734,6 +848,38 @@ SEC("tracepoint/syscalls/sys_exit_accept")
 int vp_accept_exit(struct vp_sys_exit_ctx *ctx)
 {
 	return vp_accept(ctx, VP_NR_ACCEPT);
+}
+
+/* ---- Runs: user space closes every CPU's open run before a checkpoint. -- */
+/* Run with BPF_PROG_TEST_RUN on one CPU (BPF_F_TEST_RUN_ON_CPU), never
+ * attached. Returns 1 when it interrupted a program holding the slot: the
+ * caller runs it again. */
+static long vp_flush_slot(__u32 i, void *ctx)
+{
+	int *held = ctx;
+	struct vp_slot *s = bpf_map_lookup_elem(&RUN_SLOT, &i);
+	if (!s)
+		return 0;
+	if (s->busy) {
+		*held = 1;
+		return 0;
+	}
+	if (s->run.count) {
+		s->busy = 1;
+		asm volatile("" ::: "memory");
+		vp_run_flush(s);
+		asm volatile("" ::: "memory");
+		s->busy = 0;
+	}
+	return 0;
+}
+
+SEC("raw_tp")
+int vp_flush(void *ctx)
+{
+	int held = 0;
+	bpf_loop(VP_RUN_SLOTS, vp_flush_slot, &held, 0);
+	return held;
 }
 
 /* ---- Comm bookkeeping: forget threads whose comm changes or that exit. --- */

@@ -19,11 +19,12 @@ typedef signed int __s32;
 typedef signed long long __s64;
 #endif
 
-#define VP_ABI_VERSION 2
+#define VP_ABI_VERSION 3
 
 /* First byte of every record. */
 #define VP_REC_SOCK 1
 #define VP_REC_COMM 2
+#define VP_REC_RUN 3
 
 /* Operation: same numbering as vpath_core::Op. */
 #define VP_OP_SEND 1
@@ -48,7 +49,8 @@ typedef signed long long __s64;
 #define VP_CNT_SOCK_DROPPED 1 /* of those, ring buffer reserve failures */
 #define VP_CNT_COMM_EMITTED 2 /* comm records produced (incl. dropped) */
 #define VP_CNT_COMM_DROPPED 3 /* of those, reserve failures */
-#define VP_CNT_MAX 4
+#define VP_CNT_RUN_OPS 4      /* operations merged into the run record of an earlier one */
+#define VP_CNT_MAX 5
 
 /* Most bytes of a message's start that a record carries (--payload-bytes). */
 #define VP_DATA_MAX 8192
@@ -95,6 +97,19 @@ struct vp_comm_event {
 	char comm[16];  /* 24: NUL-padded */
 };
 
+/* A run: consecutive data operations of one thread on one socket in one
+ * direction, over contiguous stream bytes, none of which carries message
+ * data, merged in the kernel into one record: 112 bytes. `e` is the first
+ * operation's record except that e.kind is VP_REC_RUN and e.ret counts the
+ * bytes of all `count` operations. "Consecutive": the thread made no other
+ * recorded operation in between (see vp_run_* in vpath.bpf.c). */
+struct vp_run_event {
+	struct vp_sock_event e; /*   0 */
+	__u64 ts_last;          /*  96: timestamp of the last operation */
+	__u32 count;            /* 104: operations merged, at least 1 */
+	__u32 first_ret;        /* 108: bytes the first operation moved */
+};
+
 /* The Rust mirror (raw.rs) asserts the same numbers. */
 _Static_assert(sizeof(struct vp_sock_event) == 96, "vp_sock_event size");
 _Static_assert(__builtin_offsetof(struct vp_sock_event, ts_ns) == 16, "vp_sock_event.ts_ns");
@@ -102,6 +117,10 @@ _Static_assert(__builtin_offsetof(struct vp_sock_event, seq) == 48, "vp_sock_eve
 _Static_assert(__builtin_offsetof(struct vp_sock_event, data_len) == 60, "vp_sock_event.data_len");
 _Static_assert(__builtin_offsetof(struct vp_sock_event, laddr) == 64, "vp_sock_event.laddr");
 _Static_assert(__builtin_offsetof(struct vp_sock_event, raddr) == 80, "vp_sock_event.raddr");
+_Static_assert(sizeof(struct vp_run_event) == 112, "vp_run_event size");
+_Static_assert(__builtin_offsetof(struct vp_run_event, ts_last) == 96, "vp_run_event.ts_last");
+_Static_assert(__builtin_offsetof(struct vp_run_event, count) == 104, "vp_run_event.count");
+_Static_assert(__builtin_offsetof(struct vp_run_event, first_ret) == 108, "vp_run_event.first_ret");
 _Static_assert(sizeof(struct vp_comm_event) == 40, "vp_comm_event size");
 _Static_assert(__builtin_offsetof(struct vp_comm_event, comm) == 24, "vp_comm_event.comm");
 

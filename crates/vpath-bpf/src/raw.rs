@@ -16,6 +16,8 @@ use vpath_core::{flags, Data, Event, Op, Record, Syscall, ThreadInfo};
 pub const REC_SOCK: u8 = 1;
 /// `VP_REC_COMM`: a [`VpCommEvent`].
 pub const REC_COMM: u8 = 2;
+/// `VP_REC_RUN`: a [`VpRunEvent`].
+pub const REC_RUN: u8 = 3;
 /// `VP_AF_INET`.
 pub const AF_INET: u8 = 2;
 /// `VP_AF_INET6`.
@@ -28,7 +30,8 @@ pub const CNT_SOCK_EMITTED: u32 = 0;
 pub const CNT_SOCK_DROPPED: u32 = 1;
 pub const CNT_COMM_EMITTED: u32 = 2;
 pub const CNT_COMM_DROPPED: u32 = 3;
-pub const CNT_MAX: u32 = 4;
+pub const CNT_RUN_OPS: u32 = 4;
+pub const CNT_MAX: u32 = 5;
 /// `VP_DATA_MAX`: the most message bytes one record carries.
 pub const DATA_MAX: u32 = 8192;
 
@@ -57,6 +60,18 @@ pub struct VpSockEvent {
     pub data_off: u16,
     pub laddr: [u8; 16],
     pub raddr: [u8; 16],
+}
+
+/// `struct vp_run_event`: consecutive data operations of one thread on one
+/// socket, merged in the kernel. `e` is the first operation's record but
+/// for `e.kind` ([`REC_RUN`]) and `e.ret` (the bytes of all of them).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VpRunEvent {
+    pub e: VpSockEvent,
+    pub ts_last: u64,
+    pub count: u32,
+    pub first_ret: u32,
 }
 
 /// `struct vp_comm_event`: a thread's name, once per thread.
@@ -93,6 +108,11 @@ const _: () = assert!(offset_of!(VpSockEvent, data_len) == 60);
 const _: () = assert!(offset_of!(VpSockEvent, data_off) == 62);
 const _: () = assert!(offset_of!(VpSockEvent, laddr) == 64);
 const _: () = assert!(offset_of!(VpSockEvent, raddr) == 80);
+const _: () = assert!(size_of::<VpRunEvent>() == 112);
+const _: () = assert!(offset_of!(VpRunEvent, e) == 0);
+const _: () = assert!(offset_of!(VpRunEvent, ts_last) == 96);
+const _: () = assert!(offset_of!(VpRunEvent, count) == 104);
+const _: () = assert!(offset_of!(VpRunEvent, first_ret) == 108);
 const _: () = assert!(size_of::<VpCommEvent>() == 40);
 const _: () = assert!(offset_of!(VpCommEvent, kind) == 0);
 const _: () = assert!(offset_of!(VpCommEvent, pid) == 4);
@@ -112,8 +132,12 @@ pub enum RawError {
         len: usize,
         expected: usize,
     },
-    #[error("ring-buffer record kind {kind} at offset 0: expected 1 (socket event) or 2 (comm)")]
+    #[error(
+        "ring-buffer record kind {kind} at offset 0: expected 1 (socket event), 2 (comm) or 3 (run)"
+    )]
     UnknownKind { kind: u8 },
+    #[error("run record: {what}")]
+    BadRun { what: String },
     #[error(
         "socket event op {op} at offset 1: expected 1..=5 (send, recv, connect, accept, close)"
     )]
@@ -310,44 +334,144 @@ impl VpCommEvent {
     }
 }
 
-/// Parses one ring-buffer record into the event model.
-pub fn parse_record(b: &[u8]) -> Result<Record, RawError> {
+impl VpRunEvent {
+    pub fn from_bytes(b: &[u8]) -> Result<VpRunEvent, RawError> {
+        let kind = *b.first().ok_or(RawError::Empty)?;
+        if b.len() < size_of::<VpRunEvent>() {
+            return Err(RawError::Truncated {
+                kind,
+                len: b.len(),
+                expected: size_of::<VpRunEvent>(),
+            });
+        }
+        Ok(VpRunEvent {
+            e: VpSockEvent::from_bytes(b)?,
+            ts_last: rd_u64(b, offset_of!(VpRunEvent, ts_last)),
+            count: rd_u32(b, offset_of!(VpRunEvent, count)),
+            first_ret: rd_u32(b, offset_of!(VpRunEvent, first_ret)),
+        })
+    }
+
+    pub fn to_bytes(&self) -> [u8; size_of::<VpRunEvent>()] {
+        let mut b = [0u8; size_of::<VpRunEvent>()];
+        b[..size_of::<VpSockEvent>()].copy_from_slice(&self.e.to_bytes());
+        let mut put = |off: usize, v: &[u8]| b[off..off + v.len()].copy_from_slice(v);
+        put(offset_of!(VpRunEvent, ts_last), &self.ts_last.to_ne_bytes());
+        put(offset_of!(VpRunEvent, count), &self.count.to_ne_bytes());
+        put(
+            offset_of!(VpRunEvent, first_ret),
+            &self.first_ret.to_ne_bytes(),
+        );
+        b
+    }
+
+    /// The run as the events the analyzer would have seen without merging,
+    /// up to what merging hides: the first operation exactly, then, when
+    /// there were more, one event at the last operation's time for the rest
+    /// of the bytes (flagged [`flags::MERGED`] when it stands for several).
+    /// The analyzer treats consecutive same-direction operations of a thread
+    /// on a socket as one unit, so nothing it uses is lost.
+    pub fn to_events(&self) -> Result<(Event, Option<Event>), RawError> {
+        let bad = |what: String| Err(RawError::BadRun { what });
+        let total = self.e.ret;
+        let first = i64::from(self.first_ret);
+        if self.count == 0 {
+            return bad("count 0 at offset 104: expected at least 1".into());
+        }
+        if self.e.op != Op::Send as u8 && self.e.op != Op::Recv as u8 {
+            return bad(format!(
+                "op {} at offset 1: expected 1 (send) or 2 (recv)",
+                self.e.op
+            ));
+        }
+        if first <= 0 || total < first || (self.count == 1 && total != first) {
+            return bad(format!(
+                "{total} bytes in {} operations, the first {first}: expected a first operation of at least 1 byte and a total at least that (equal for one operation)",
+                self.count
+            ));
+        }
+        if self.ts_last < self.e.ts_ns {
+            return bad(format!(
+                "last operation at {} ns before the first at {} ns",
+                self.ts_last, self.e.ts_ns
+            ));
+        }
+        let mut a = self.e.to_event()?;
+        a.ret = first;
+        if self.count == 1 {
+            return Ok((a, None));
+        }
+        let mut b = a.clone();
+        b.ts_ns = self.ts_last;
+        b.ret = total - first;
+        b.seq = self.e.seq.wrapping_add(self.first_ret);
+        if self.count > 2 {
+            b.flags |= flags::MERGED;
+        }
+        Ok((a, Some(b)))
+    }
+}
+
+/// Parses one ring-buffer record into the event model: a thread, or one or
+/// two socket events (two for a run of several operations).
+pub fn parse_record(b: &[u8]) -> Result<Vec<Record>, RawError> {
+    let mut v = Vec::with_capacity(2);
+    parse_into(b, None, &mut |r| v.push(r))?;
+    Ok(v)
+}
+
+/// Parses one ring-buffer record and hands its records to `out`. With a
+/// `labeler`, message bytes go through it (in ring order, which for one
+/// socket is the order of its operations: each is a syscall that ends before
+/// the next begins) and only labels are kept, with no copy of the bytes;
+/// without, the bytes are kept. Returns the number of socket events.
+pub fn parse_into(
+    b: &[u8],
+    labeler: Option<&mut Labeler>,
+    out: &mut impl FnMut(Record),
+) -> Result<u32, RawError> {
     match b.first() {
         None => Err(RawError::Empty),
         Some(&REC_SOCK) => {
             let raw = VpSockEvent::from_bytes(b)?;
             let mut e = raw.to_event()?;
-            e.data = raw.data(b)?;
-            Ok(Record::Event(e))
+            match labeler {
+                None => e.data = raw.data(b)?,
+                Some(labeler) => {
+                    if e.op == Op::Close {
+                        labeler.forget(e.sock);
+                    } else if raw.data_len > 0 {
+                        let start = size_of::<VpSockEvent>();
+                        let end = start + raw.data_len as usize;
+                        let bytes = b.get(start..end).ok_or(RawError::Truncated {
+                            kind: raw.kind,
+                            len: b.len(),
+                            expected: end,
+                        })?;
+                        e.data = labeler.label(e.sock, e.op, raw.data_off as u32, bytes);
+                    }
+                }
+            }
+            out(Record::Event(e));
+            Ok(1)
         }
-        Some(&REC_COMM) => Ok(Record::Thread(VpCommEvent::from_bytes(b)?.to_thread())),
+        Some(&REC_RUN) => {
+            let (a, rest) = VpRunEvent::from_bytes(b)?.to_events()?;
+            out(Record::Event(a));
+            Ok(match rest {
+                Some(r) => {
+                    out(Record::Event(r));
+                    2
+                }
+                None => 1,
+            })
+        }
+        Some(&REC_COMM) => {
+            out(Record::Thread(VpCommEvent::from_bytes(b)?.to_thread()));
+            Ok(0)
+        }
         Some(&kind) => Err(RawError::UnknownKind { kind }),
     }
-}
-
-/// Like [`parse_record`], but message bytes go through `labeler` (in ring
-/// order, which for one socket is the order of its operations: each is a
-/// syscall that ends before the next begins) and only labels are kept; no
-/// copy of the bytes is made.
-pub fn parse_record_labeled(b: &[u8], labeler: &mut Labeler) -> Result<Record, RawError> {
-    if b.first() != Some(&REC_SOCK) {
-        return parse_record(b);
-    }
-    let raw = VpSockEvent::from_bytes(b)?;
-    let mut e = raw.to_event()?;
-    if e.op == Op::Close {
-        labeler.forget(e.sock);
-    } else if raw.data_len > 0 {
-        let start = size_of::<VpSockEvent>();
-        let end = start + raw.data_len as usize;
-        let bytes = b.get(start..end).ok_or(RawError::Truncated {
-            kind: raw.kind,
-            len: b.len(),
-            expected: end,
-        })?;
-        e.data = labeler.label(e.sock, e.op, raw.data_off as u32, bytes);
-    }
-    Ok(Record::Event(e))
 }
 
 /// Translates an x86_64 syscall number (`orig_ax`) into [`Syscall`].
@@ -409,7 +533,7 @@ mod tests {
         let raw = sample_v4();
         let bytes = raw.to_bytes();
         assert_eq!(VpSockEvent::from_bytes(&bytes), Ok(raw));
-        let Record::Event(e) = parse_record(&bytes).unwrap() else {
+        let Record::Event(e) = parse_record(&bytes).unwrap().remove(0) else {
             panic!("not an event")
         };
         assert_eq!(e.op, Op::Send);
@@ -443,7 +567,7 @@ mod tests {
         b[58..60].copy_from_slice(&2u16.to_ne_bytes());
         b[64..80].copy_from_slice(&Ipv6Addr::LOCALHOST.octets());
         b[80..96].copy_from_slice(&"fd00::5".parse::<Ipv6Addr>().unwrap().octets());
-        let Record::Event(e) = parse_record(&b).unwrap() else {
+        let Record::Event(e) = parse_record(&b).unwrap().remove(0) else {
             panic!("not an event")
         };
         assert_eq!((e.pid, e.tid, e.ret, e.seq), (7, 8, -11, 99));
@@ -471,11 +595,11 @@ mod tests {
         assert_eq!(VpCommEvent::from_bytes(&bytes), Ok(raw));
         assert_eq!(
             parse_record(&bytes),
-            Ok(Record::Thread(ThreadInfo {
+            Ok(vec![Record::Thread(ThreadInfo {
                 pid: 5,
                 tid: 6,
                 comm: "worker".into()
-            }))
+            })])
         );
         // A full 16-byte comm without NUL is kept whole.
         let full = VpCommEvent {
@@ -519,6 +643,89 @@ mod tests {
         );
         // Every prefix of a valid record parses or errors, never panics.
         let full = sample_v4().to_bytes();
+        for n in 0..full.len() {
+            assert!(parse_record(&full[..n]).is_err());
+        }
+    }
+
+    fn sample_run(count: u32, first: u32, total: i64) -> VpRunEvent {
+        VpRunEvent {
+            e: VpSockEvent {
+                kind: REC_RUN,
+                op: Op::Recv as u8,
+                ret: total,
+                ..sample_v4()
+            },
+            ts_last: sample_v4().ts_ns + 5000,
+            count,
+            first_ret: first,
+        }
+    }
+
+    fn events(b: &[u8]) -> Vec<Event> {
+        parse_record(b)
+            .unwrap()
+            .into_iter()
+            .map(|r| match r {
+                Record::Event(e) => e,
+                r => panic!("not an event: {r:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn run_record_becomes_its_first_operation_and_the_rest() {
+        let run = sample_run(5, 100, 1000);
+        let bytes = run.to_bytes();
+        assert_eq!(bytes.len(), 112);
+        assert_eq!(VpRunEvent::from_bytes(&bytes), Ok(run));
+        let ev = events(&bytes);
+        assert_eq!(ev.len(), 2);
+        let (a, b) = (&ev[0], &ev[1]);
+        assert_eq!((a.ts_ns, a.ret, a.seq), (123_456_789, 100, 0xffff_fff0));
+        // The rest starts where the first ended (wrapping the stream
+        // position) and carries the last operation's time.
+        assert_eq!((b.ts_ns, b.ret, b.seq), (123_461_789, 900, 0x54));
+        assert_eq!(
+            (a.op, b.op, a.sock, b.sock),
+            (Op::Recv, Op::Recv, 0xdead_beef, 0xdead_beef)
+        );
+        assert_eq!(a.flags, flags::SEQ);
+        assert_eq!(b.flags, flags::SEQ | flags::MERGED);
+        assert_eq!((b.local, b.remote), (a.local, a.remote));
+        // Two operations: the second is exactly one operation, not merged.
+        let two = events(&sample_run(2, 100, 150).to_bytes());
+        assert_eq!(two[1].flags, flags::SEQ);
+        assert_eq!(two[1].ret, 50);
+        // One operation: one event, the operation itself.
+        let one = events(&sample_run(1, 70, 70).to_bytes());
+        assert_eq!(one.len(), 1);
+        assert_eq!((one[0].ret, one[0].ts_ns), (70, 123_456_789));
+    }
+
+    #[test]
+    fn bad_run_records_are_errors() {
+        for run in [
+            sample_run(0, 10, 10),
+            sample_run(1, 10, 20),
+            sample_run(3, 0, 20),
+            sample_run(3, 30, 20),
+            VpRunEvent {
+                ts_last: 1,
+                ..sample_run(2, 10, 20)
+            },
+            VpRunEvent {
+                e: VpSockEvent {
+                    op: Op::Close as u8,
+                    ..sample_run(2, 10, 20).e
+                },
+                ..sample_run(2, 10, 20)
+            },
+        ] {
+            let r = parse_record(&run.to_bytes());
+            assert!(matches!(r, Err(RawError::BadRun { .. })), "{run:?}: {r:?}");
+        }
+        let full = sample_run(3, 10, 30).to_bytes();
         for n in 0..full.len() {
             assert!(parse_record(&full[..n]).is_err());
         }
@@ -601,8 +808,11 @@ mod tests {
             ts_ns,
             comm
         );
+        chk!(VpRunEvent, "vp_run_event", e, ts_last, count, first_ret);
         for (name, v) in [
             ("VP_REC_SOCK", REC_SOCK as i64),
+            ("VP_REC_RUN", REC_RUN as i64),
+            ("VP_CNT_RUN_OPS", CNT_RUN_OPS as i64),
             ("VP_REC_COMM", REC_COMM as i64),
             ("VP_AF_INET", AF_INET as i64),
             ("VP_AF_INET6", AF_INET6 as i64),

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{BtfTracePoint, TracePoint};
+use aya::programs::{BtfTracePoint, RawTracePoint, RawTracePointRunOptions, TestRun, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use vpath_core::content::Labeler;
 use vpath_core::{Checkpoint, Record};
@@ -39,6 +39,12 @@ const TP_PROGRAMS: [(&str, &str, &str); 2] = [
     ("vp_accept4_exit", "syscalls", "sys_exit_accept4"),
     ("vp_accept_exit", "syscalls", "sys_exit_accept"),
 ];
+
+/// Closes each CPU's open run (bpf/vpath.bpf.c), run by user space only.
+const FLUSH_PROGRAM: &str = "vp_flush";
+/// Times [`FLUSH_PROGRAM`] is tried on a CPU whose slot a probe holds (it
+/// interrupted the probe: a few microseconds) before giving up.
+const FLUSH_TRIES: u32 = 10_000;
 
 /// How the recorder runs.
 #[derive(Clone, Debug)]
@@ -127,15 +133,30 @@ impl Default for RecorderOptions {
 /// probe produced, including the dropped ones: delivered = emitted - dropped.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
+    /// Socket records the probes produced (including dropped ones): one per
+    /// operation, or one per run of merged operations.
     pub events_emitted: u64,
     pub events_dropped: u64,
     pub comms_emitted: u64,
     pub comms_dropped: u64,
+    /// Operations merged into the run record of an earlier one.
+    pub ops_merged: u64,
+    /// Events the reader made beyond one per record: a run of several
+    /// operations becomes two (its first operation and the rest). Events
+    /// handed out = `events_emitted - events_dropped + run_rest_events`.
+    pub run_rest_events: u64,
 }
 
 impl Counters {
+    /// Events handed out (or to be handed out) by the reader.
     pub fn events_delivered(&self) -> u64 {
-        self.events_emitted.saturating_sub(self.events_dropped)
+        self.events_emitted.saturating_sub(self.events_dropped) + self.run_rest_events
+    }
+
+    /// Events the probes produced, counting a run of several operations as
+    /// the two events it becomes: delivered + dropped.
+    pub fn events_produced(&self) -> u64 {
+        self.events_emitted + self.run_rest_events
     }
 }
 
@@ -219,6 +240,10 @@ pub struct Recorder {
     opts: RecorderOptions,
     clock: ClockOffset,
     last_bad: Option<RawError>,
+    /// The CPUs whose open runs each poll closes.
+    cpus: Vec<u32>,
+    /// See [`Counters::run_rest_events`].
+    run_rest_events: u64,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -407,6 +432,21 @@ impl Recorder {
             p.attach()
                 .map_err(|e| load_error(format!("attaching {prog} to tp_btf/{tp}"), e))?;
         }
+        let flush: &mut RawTracePoint = ebpf
+            .program_mut(FLUSH_PROGRAM)
+            .ok_or_else(|| RecordError::Map {
+                map: "programs",
+                what: format!("program {FLUSH_PROGRAM} missing from the object"),
+            })?
+            .try_into()
+            .map_err(|e| load_error(format!("program {FLUSH_PROGRAM}"), e))?;
+        flush.load().map_err(|e| {
+            program_load_error(FLUSH_PROGRAM, format!("loading {FLUSH_PROGRAM}"), e)
+        })?;
+        let cpus = aya::util::online_cpus().map_err(|(path, e)| RecordError::Map {
+            map: "RUN_SLOT",
+            what: format!("reading the online CPUs from {path}: {e}"),
+        })?;
         for (prog, cat, name) in TP_PROGRAMS {
             let p: &mut TracePoint = ebpf
                 .program_mut(prog)
@@ -435,6 +475,8 @@ impl Recorder {
             opts,
             clock: ClockOffset::measure(),
             last_bad: None,
+            cpus,
+            run_rest_events: 0,
         })
     }
 
@@ -488,6 +530,8 @@ impl Recorder {
             events_dropped: sum(raw::CNT_SOCK_DROPPED)?,
             comms_emitted: sum(raw::CNT_COMM_EMITTED)?,
             comms_dropped: sum(raw::CNT_COMM_DROPPED)?,
+            ops_merged: sum(raw::CNT_RUN_OPS)?,
+            run_rest_events: self.run_rest_events,
         })
     }
 
@@ -511,6 +555,9 @@ impl Recorder {
         // `margin` to reserve (or count a drop) and submit.
         let margin = self.opts.checkpoint_margin.as_nanos() as u64;
         let horizon = monotonic_ns().saturating_sub(margin);
+        // Then close every open run: a run's first operation may be older
+        // than the horizon, and the checkpoint promises it too.
+        self.flush_runs()?;
         let counters = self.counters()?;
         let mut st = PollStats::new(counters);
         self.drain(out, &mut st);
@@ -530,6 +577,8 @@ impl Recorder {
             std::thread::sleep(self.next_tick - now);
         }
         self.next_tick = (self.next_tick + self.opts.poll_interval).max(Instant::now());
+        // Same kernel work as a real poll; a failure only leaves runs open.
+        let _ = self.flush_runs();
         let mut n = 0;
         while let Some(item) = self.ring.next() {
             n += u64::from(!item.is_empty());
@@ -537,20 +586,60 @@ impl Recorder {
         n
     }
 
-    fn drain(&mut self, out: &mut impl FnMut(Record), st: &mut PollStats) {
-        while let Some(item) = self.ring.next() {
-            let parsed = match &mut self.labeler {
-                Some(l) => raw::parse_record_labeled(&item, l),
-                None => raw::parse_record(&item),
-            };
-            match parsed {
-                Ok(Record::Event(e)) => {
-                    st.events_read += 1;
-                    self.order.push(e);
+    /// Runs the flush program on every CPU: each CPU's open run goes into
+    /// the ring. A CPU whose slot a probe holds (the flush interrupted it)
+    /// is tried again.
+    fn flush_runs(&mut self) -> Result<(), RecordError> {
+        let Some(ebpf) = &self.ebpf else {
+            return Ok(());
+        };
+        let err = |what: String| RecordError::Map {
+            map: "RUN_SLOT",
+            what,
+        };
+        let p: &RawTracePoint = ebpf
+            .program(FLUSH_PROGRAM)
+            .ok_or_else(|| err(format!("program {FLUSH_PROGRAM} missing")))?
+            .try_into()
+            .map_err(|e| err(format!("program {FLUSH_PROGRAM}: {e}")))?;
+        for &cpu in &self.cpus {
+            let mut tries = 0;
+            loop {
+                let r = p
+                    .test_run(RawTracePointRunOptions {
+                        cpu: Some(cpu),
+                        ..RawTracePointRunOptions::new()
+                    })
+                    .map_err(|e| err(format!("running {FLUSH_PROGRAM} on CPU {cpu}: {e}")))?;
+                if r.return_value == 0 {
+                    break;
                 }
-                Ok(r) => {
+                tries += 1;
+                if tries >= FLUSH_TRIES {
+                    return Err(err(format!(
+                        "CPU {cpu}'s run slot stayed held over {FLUSH_TRIES} tries"
+                    )));
+                }
+                std::hint::spin_loop();
+            }
+        }
+        Ok(())
+    }
+
+    fn drain(&mut self, out: &mut impl FnMut(Record), st: &mut PollStats) {
+        let order = &mut self.order;
+        while let Some(item) = self.ring.next() {
+            let mut push = |r: Record| match r {
+                Record::Event(e) => order.push(e),
+                r => {
                     st.threads_out += 1;
                     out(r);
+                }
+            };
+            match raw::parse_into(&item, self.labeler.as_mut(), &mut push) {
+                Ok(n) => {
+                    st.events_read += u64::from(n);
+                    self.run_rest_events += u64::from(n.saturating_sub(1));
                 }
                 Err(e) => {
                     st.bad_records += 1;
@@ -563,15 +652,35 @@ impl Recorder {
     /// Detaches the probes, hands out everything still buffered and a final
     /// checkpoint, and returns the final counters.
     pub fn stop(mut self, out: &mut impl FnMut(Record)) -> Result<Counters, RecordError> {
-        // Dropping the object detaches all programs; then let probes that
-        // were running at detach finish their submit.
-        drop(self.ebpf.take());
+        // Detach the probes, let those that were running finish their
+        // submit, close the runs they left open, then drop the object.
+        if let Some(ebpf) = &mut self.ebpf {
+            for (prog, _) in BTF_PROGRAMS {
+                if let Some(p) = ebpf.program_mut(prog) {
+                    let p: Result<&mut BtfTracePoint, _> = p.try_into();
+                    if let Ok(p) = p {
+                        let _ = p.unload();
+                    }
+                }
+            }
+            for (prog, _, _) in TP_PROGRAMS {
+                if let Some(p) = ebpf.program_mut(prog) {
+                    let p: Result<&mut TracePoint, _> = p.try_into();
+                    if let Ok(p) = p {
+                        let _ = p.unload();
+                    }
+                }
+            }
+        }
         std::thread::sleep(self.opts.checkpoint_margin);
+        self.flush_runs()?;
+        drop(self.ebpf.take());
         let horizon = monotonic_ns();
-        let counters = self.counters()?;
+        let mut counters = self.counters()?;
         let mut st = PollStats::new(counters);
         self.drain(out, &mut st);
         self.order.finish(horizon, counters.events_dropped, out);
+        counters.run_rest_events = self.run_rest_events;
         Ok(counters)
     }
 }

@@ -616,21 +616,23 @@ fn tiny_ring_drops_are_counted_exactly() {
     };
     const N: usize = 20_000;
     let (records, counters) = record(vec![port], options, || {
-        let reader = std::thread::spawn(move || {
-            let (s, _) = l.accept().unwrap();
-            let mut b = [0u8; 4096];
-            let mut total = 0;
-            while total < N {
-                let n = c_read(s.as_raw_fd(), &mut b);
-                assert!(n > 0);
-                total += n;
-            }
-        });
-        let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        for _ in 0..N {
-            assert_eq!(c_write(c.as_raw_fd(), b"x"), 1);
+        // Each side alternates between two connections, one byte at a
+        // time, so no two consecutive operations of a thread merge: one
+        // record per operation. (The writer finishes first; the socket
+        // buffers hold it all.)
+        let c1 = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let c2 = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (s1, _) = l.accept().unwrap();
+        let (s2, _) = l.accept().unwrap();
+        for _ in 0..N / 2 {
+            assert_eq!(c_write(c1.as_raw_fd(), b"x"), 1);
+            assert_eq!(c_write(c2.as_raw_fd(), b"y"), 1);
         }
-        reader.join().unwrap();
+        let mut b = [0u8; 1];
+        for _ in 0..N / 2 {
+            assert_eq!(c_read(s1.as_raw_fd(), &mut b), 1);
+            assert_eq!(c_read(s2.as_raw_fd(), &mut b), 1);
+        }
     });
     let delivered = events(&records).len() as u64;
     let last_cp = records
@@ -642,10 +644,142 @@ fn tiny_ring_drops_are_counted_exactly() {
         })
         .unwrap();
     assert!(counters.events_dropped > 0, "{counters:?}");
-    assert!(counters.events_emitted > N as u64, "{counters:?}");
+    assert!(counters.events_emitted > 2 * N as u64, "{counters:?}");
+    assert_eq!(counters.ops_merged, 0, "{counters:?}");
     assert_eq!(counters.events_emitted, delivered + counters.events_dropped);
     assert_eq!(last_cp.lost_total, counters.events_dropped);
     eprintln!("tiny ring: {counters:?}, delivered {delivered}");
+}
+
+/// Pins the calling thread to one CPU.
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "sched_setaffinity({cpu}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Online CPUs (not the calling thread's affinity, which pinning narrows).
+fn cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize
+}
+
+#[test]
+fn runs_merge_consecutive_operations_of_one_thread_only() {
+    if !have_root("runs_merge_consecutive_operations_of_one_thread_only") {
+        return;
+    }
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let mut tid = 0;
+    let mut socks = (0u64, 0u64);
+    let (records, counters) = record(vec![port], opts(), || {
+        let w = std::thread::spawn(move || {
+            pin_to_cpu(0);
+            let a = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let b = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let (sa, _) = l.accept().unwrap();
+            let (sb, _) = l.accept().unwrap();
+            // 1. A message in 51 writes: the first 64 bytes carry the label
+            // prefix (their own record); the other 50 writes are one run.
+            assert_eq!(c_write(a.as_raw_fd(), &[b'G'; 64]), 64);
+            for _ in 0..50 {
+                assert_eq!(c_write(a.as_raw_fd(), &[1u8; 100]), 100);
+            }
+            // 2. Alternating connections: nothing merges.
+            for _ in 0..10 {
+                assert_eq!(c_write(b.as_raw_fd(), &[2u8; 100]), 100);
+                assert_eq!(c_write(a.as_raw_fd(), &[3u8; 100]), 100);
+            }
+            // 3. On A, then B on another CPU, then A again on the first
+            // CPU: the slot of CPU 0 still holds the A run, but the thread
+            // made an operation elsewhere in between, so A's last write
+            // must not join it.
+            let moved = cpus() >= 2;
+            if moved {
+                assert_eq!(c_write(b.as_raw_fd(), &[7u8; 100]), 100);
+                assert_eq!(c_write(a.as_raw_fd(), &[4u8; 100]), 100);
+                assert_eq!(c_write(a.as_raw_fd(), &[4u8; 100]), 100);
+                pin_to_cpu(1);
+                assert_eq!(c_write(b.as_raw_fd(), &[5u8; 100]), 100);
+                pin_to_cpu(0);
+                assert_eq!(c_write(a.as_raw_fd(), &[6u8; 100]), 100);
+            } else {
+                eprintln!("runs test: one CPU, the migration case is not exercised");
+            }
+            let mut buf = vec![0u8; 1 << 16];
+            drop(a);
+            drop(b);
+            for s in [sa, sb] {
+                while c_read(s.as_raw_fd(), &mut buf) > 0 {}
+            }
+            gettid()
+        });
+        tid = w.join().unwrap();
+    });
+    check_ordering(&records);
+    let sends: Vec<Event> = events(&records)
+        .into_iter()
+        .filter(|e| e.tid == tid && e.op == Op::Send)
+        .collect();
+    socks.0 = sends[0].sock;
+    socks.1 = sends.iter().find(|e| e.sock != socks.0).unwrap().sock;
+    let on = |s: u64| -> Vec<&Event> { sends.iter().filter(|e| e.sock == s).collect() };
+    // Stream positions stay exact: each event starts where the previous
+    // one on its connection ended, and the bytes add up.
+    for s in [socks.0, socks.1] {
+        for w in on(s).windows(2) {
+            assert_eq!(w[1].seq, w[0].seq.wrapping_add(w[0].ret as u32), "{w:?}");
+        }
+    }
+    let a = on(socks.0);
+    let total_a: i64 = a.iter().map(|e| e.ret).sum();
+    let moved = cpus() >= 2;
+    assert_eq!(
+        total_a,
+        64 + 5000 + 1000 + if moved { 300 } else { 0 },
+        "{a:#?} {counters:?}"
+    );
+    // 1: the labelled start, the run's first write, the other 49 merged.
+    assert_eq!(a[0].ret, 64);
+    assert_eq!((a[1].ret, a[1].flags & flags::MERGED), (100, 0));
+    assert_eq!(
+        (a[2].ret, a[2].flags & flags::MERGED),
+        (4900, flags::MERGED)
+    );
+    assert!(a[2].ts_ns > a[1].ts_ns);
+    // 2: one event per write, alternating.
+    let b = on(socks.1);
+    assert!(b[..10]
+        .iter()
+        .all(|e| e.ret == 100 && e.flags & flags::MERGED == 0));
+    assert!(a[3..13]
+        .iter()
+        .all(|e| e.ret == 100 && e.flags & flags::MERGED == 0));
+    for i in 0..10 {
+        assert!(b[i].ts_ns < a[3 + i].ts_ns);
+    }
+    // 3: the B write sits between A's run and A's last write.
+    if moved {
+        assert_eq!(a.len(), 16, "{a:#?}");
+        assert_eq!((a[13].ret, a[14].ret, a[15].ret), (100, 100, 100));
+        assert!(a[13..].iter().all(|e| e.flags & flags::MERGED == 0));
+        let bw = b.last().unwrap();
+        assert!(
+            a[14].ts_ns < bw.ts_ns && bw.ts_ns < a[15].ts_ns,
+            "{a:#?} {bw:?}"
+        );
+    }
+    assert!(counters.ops_merged >= 49, "{counters:?}");
+    eprintln!("runs: {counters:?}");
 }
 
 #[test]

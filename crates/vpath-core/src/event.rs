@@ -165,7 +165,11 @@ pub mod flags {
     /// The source does not know how many bytes moved (`ret` is meaningless).
     /// The seed's Xen log is such a source.
     pub const NO_BYTES: u8 = 4;
-    pub const ALL: u8 = PEEK | SEQ | NO_BYTES;
+    /// The event stands for several consecutive operations of its thread on
+    /// its socket in one direction (the recorder merged them in the kernel:
+    /// a run); `ret` is their total and `ts_ns` the last one's time.
+    pub const MERGED: u8 = 8;
+    pub const ALL: u8 = PEEK | SEQ | NO_BYTES | MERGED;
 }
 
 /// One socket operation by one thread.

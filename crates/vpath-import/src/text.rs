@@ -53,6 +53,9 @@ pub fn fmt_flags(f: u8) -> String {
     if f & flags::NO_BYTES != 0 {
         parts.push("no-bytes".to_string());
     }
+    if f & flags::MERGED != 0 {
+        parts.push("merged".to_string());
+    }
     if f & !flags::ALL != 0 {
         parts.push(format!("{:#x}", f & !flags::ALL));
     }

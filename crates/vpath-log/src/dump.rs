@@ -140,6 +140,9 @@ pub fn dump<R: Read, W: Write>(
                 if !e.bytes_known() {
                     write!(out, " nobytes").map_err(o)?;
                 }
+                if e.flags & flags::MERGED != 0 {
+                    write!(out, " merged").map_err(o)?;
+                }
                 if e.flags & !flags::ALL != 0 {
                     write!(out, " flags={:#x}", e.flags).map_err(o)?;
                 }

@@ -224,13 +224,13 @@ pub fn record(args: &CaptureArgs, output: &PathBuf) -> anyhow::Result<ExitCode> 
     }
     let written = w.events_written();
     w.finish(EndStats {
-        events_emitted: counters.events_emitted,
+        events_emitted: counters.events_produced(),
         events_written: written,
         events_lost: counters.events_dropped,
     })
     .with_context(|| format!("finishing {}", output.display()))?;
     eprintln!(
-        "vpath: recorded {} events in {:.1} s to {} ({} lost in the kernel{})",
+        "vpath: recorded {} events in {:.1} s to {} ({} lost in the kernel{}; {} operations merged into runs)",
         written,
         t0.elapsed().as_secs_f64(),
         output.display(),
@@ -239,7 +239,8 @@ pub fn record(args: &CaptureArgs, output: &PathBuf) -> anyhow::Result<ExitCode> 
             ": paths touched by the loss will be marked incomplete"
         } else {
             ""
-        }
+        },
+        counters.ops_merged,
     );
     Ok(exit_of(&why))
 }
