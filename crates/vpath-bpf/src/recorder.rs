@@ -50,7 +50,8 @@ const FLUSH_TRIES: u32 = 10_000;
 #[derive(Clone, Debug)]
 pub struct RecorderOptions {
     /// Ring buffer size in bytes: a power of two, at least a page. Each
-    /// socket event takes 104 bytes in the ring (96 + 8 header).
+    /// socket event takes 104 bytes in the ring (96 + 8 header), a run of
+    /// merged operations 120.
     pub ring_bytes: u32,
     /// [`Recorder::poll`] waits until this long after the previous poll.
     /// Events never wake the reader (BPF_RB_NO_WAKEUP).
