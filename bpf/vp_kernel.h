@@ -99,12 +99,7 @@ struct files_struct {
 	struct fdtable *fdt;
 };
 
-struct sched_entity {
-	__u64 nr_migrations;
-};
-
 struct task_struct {
-	struct sched_entity se;
 	int pid;
 	int tgid;
 	__u64 start_time;
@@ -120,12 +115,25 @@ struct pt_regs {
 
 #pragma clang attribute pop
 
+/* UAPI: a lock a map value may hold (never relocated). */
+struct bpf_spin_lock {
+	__u32 val;
+};
+
+/* The context of an iter/task program: the task, NULL at the end. */
+struct vp_iter_task {
+	void *meta;
+	struct task_struct *task;
+};
+
 /* Map types and flags (UAPI). */
 #define BPF_MAP_TYPE_HASH 1
 #define BPF_MAP_TYPE_PERCPU_ARRAY 6
 #define BPF_MAP_TYPE_LRU_HASH 9
 #define BPF_MAP_TYPE_SK_STORAGE 24
 #define BPF_MAP_TYPE_RINGBUF 27
+#define BPF_MAP_TYPE_TASK_STORAGE 29
+#define BPF_LOCAL_STORAGE_GET_F_CREATE 1
 #define BPF_F_NO_PREALLOC 1
 #define BPF_SK_STORAGE_GET_F_CREATE 1
 #define BPF_ANY 0
@@ -137,7 +145,6 @@ static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)1;
 static long (*bpf_map_update_elem)(void *map, const void *key, const void *value, __u64 flags) = (void *)2;
 static long (*bpf_map_delete_elem)(void *map, const void *key) = (void *)3;
 static __u64 (*bpf_ktime_get_ns)(void) = (void *)5;
-static long (*bpf_loop)(__u32 nr_loops, void *callback_fn, void *callback_ctx, __u64 flags) = (void *)181;
 static __u64 (*bpf_get_current_pid_tgid)(void) = (void *)14;
 static long (*bpf_get_current_comm)(void *buf, __u32 size_of_buf) = (void *)16;
 static __u64 (*bpf_get_current_task)(void) = (void *)35;
@@ -151,6 +158,9 @@ static void *(*bpf_ringbuf_reserve)(void *ringbuf, __u64 size, __u64 flags) = (v
 static void (*bpf_ringbuf_submit)(void *data, __u64 flags) = (void *)132;
 static struct tcp_sock *(*bpf_skc_to_tcp_sock)(void *sk) = (void *)137;
 static struct task_struct *(*bpf_get_current_task_btf)(void) = (void *)158;
+static void *(*bpf_task_storage_get)(void *map, struct task_struct *task, void *value, __u64 flags) = (void *)156;
+static long (*bpf_spin_lock)(struct bpf_spin_lock *lock) = (void *)93;
+static long (*bpf_spin_unlock)(struct bpf_spin_lock *lock) = (void *)94;
 static long (*bpf_task_pt_regs)(struct task_struct *task) = (void *)175;
 
 /* Read one field through bpf_probe_read_kernel with a CO-RE relocated

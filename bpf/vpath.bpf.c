@@ -137,38 +137,39 @@ struct {
 	__type(value, struct vp_msg);
 } MSG_POS SEC(".maps");
 
-/* Per CPU, VP_RUN_SLOTS open runs (see struct vp_run_event in vpath.h),
- * one slot per thread id modulo VP_RUN_SLOTS: the data operations merged so
- * far by the thread that last made a mergeable operation in that slot on
- * this CPU. A run goes out as one record when an operation of its slot
- * cannot join it (and is mergeable, or is by the same thread), when its
- * thread connects, accepts or closes, and whenever user space runs vp_flush
- * on this CPU (every poll: the checkpoint promise covers open runs too).
- *
- * A thread's operations all pass through its slot on the CPU they run on,
- * so "no other recorded operation of the thread in between" holds as long
- * as the thread stayed on this CPU: the slot keeps the thread's migration
- * count and an operation joins only if it is unchanged.
- *
- * `busy` guards against vp_flush, which user space runs on this CPU from an
- * IPI that may interrupt a program halfway through the slot (tracepoint
- * programs run with preemption off, so nothing else interleaves). */
-struct vp_slot {
-	__u32 busy;
+/* Per thread (task-local storage, freed with the thread), its open run (see
+ * struct vp_run_event in vpath.h): the data operations merged so far. Every
+ * recorded operation of a thread passes through its storage, so an
+ * operation joins the run only if the thread made no other recorded
+ * operation since. The run goes out as one record when an operation of the
+ * thread cannot join it, when the thread connects, accepts, closes or exits,
+ * and whenever user space runs the task iterator vp_flush_iter (every poll:
+ * the checkpoint promise covers open runs too). The lock orders the thread's
+ * probes against the iterator, which runs on another CPU. */
+struct vp_trun {
+	struct bpf_spin_lock lock;
 	__u32 seq_next; /* stream position after the run's last byte */
-	__u64 start;    /* the thread's task start_time (tid reuse) */
-	__u64 migr;     /* its se.nr_migrations at the run's last operation */
+	__u32 accepts;  /* the thread's ACCEPTS count when the run began */
+	__u32 _pad;
 	struct vp_run_event run; /* run.count == 0: no open run */
 };
 
-#define VP_RUN_SLOTS 64
-
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, VP_RUN_SLOTS);
-	__type(key, __u32);
-	__type(value, struct vp_slot);
-} RUN_SLOT SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct vp_trun);
+} RUNS SEC(".maps");
+
+/* Per thread, how many accepts it made: the accept probes are classic
+ * tracepoint programs, which may not touch a map with a lock, so they end
+ * the thread's run by moving this count instead. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u32);
+} ACCEPTS SEC(".maps");
 
 /* x86_64 numbers of the data syscalls whose user buffers we can find. */
 #define VP_NR_READ 0
@@ -366,38 +367,41 @@ static __always_inline struct vp_sock_event *vp_reserve(void)
 	return e;
 }
 
-static __always_inline struct vp_slot *vp_slot(__u32 tid)
-{
-	__u32 key = tid & (VP_RUN_SLOTS - 1);
-	return bpf_map_lookup_elem(&RUN_SLOT, &key);
-}
-
-/* Sends the slot's open run and closes it. The caller holds `busy`. */
-static __always_inline void vp_run_flush(struct vp_slot *s)
+/* Sends a run taken out of its storage. */
+static __always_inline void vp_run_send(const struct vp_run_event *run)
 {
 	vp_count(VP_CNT_SOCK_EMITTED);
 	struct vp_run_event *r = bpf_ringbuf_reserve(&EVENTS, sizeof(*r), 0);
-	if (r) {
-		__builtin_memcpy(r, &s->run, sizeof(*r));
-		bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
-	} else {
+	if (!r) {
 		vp_count(VP_CNT_SOCK_DROPPED);
+		return;
 	}
-	s->run.count = 0;
+	__builtin_memcpy(r, run, sizeof(*r));
+	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
 }
 
-/* Before a connect, accept or close by thread `tid` is recorded: that
- * thread's open run on this CPU ends here. */
-static __always_inline void vp_run_end_for(__u32 tid)
+/* Takes the open run out of `tr` into `out`; 1 if there was one. */
+static __always_inline int vp_run_take(struct vp_trun *tr, struct vp_run_event *out)
 {
-	struct vp_slot *s = vp_slot(tid);
-	if (!s || s->busy || !s->run.count || s->run.e.tid != tid)
-		return;
-	s->busy = 1;
-	asm volatile("" ::: "memory");
-	vp_run_flush(s);
-	asm volatile("" ::: "memory");
-	s->busy = 0;
+	int took = 0;
+	bpf_spin_lock(&tr->lock);
+	if (tr->run.count) {
+		__builtin_memcpy(out, &tr->run, sizeof(*out));
+		tr->run.count = 0;
+		took = 1;
+	}
+	bpf_spin_unlock(&tr->lock);
+	return took;
+}
+
+/* Before a connect, accept, close or exit of the current thread is recorded:
+ * the thread's open run ends here. */
+static __always_inline void vp_run_end(void)
+{
+	struct vp_trun *tr = bpf_task_storage_get(&RUNS, bpf_get_current_task_btf(), 0, 0);
+	struct vp_run_event out;
+	if (tr && vp_run_take(tr, &out))
+		vp_run_send(&out);
 }
 
 /* One user-space segment of a syscall's buffer (struct iovec's layout). */
@@ -565,41 +569,50 @@ static __always_inline int vp_data(unsigned long long *ctx, __u8 op)
 	/* Runs: an operation that moved bytes at a known stream position and
 	 * carries no message data may be merged with its thread's previous one. */
 	int mergeable = ret > 0 && (flags & VP_F_SEQ) && !(flags & VP_F_PEEK) && !want;
-	struct vp_slot *s = vp_slot((__u32)pid_tgid);
-	if (s) {
-		__u64 migr = task->se.nr_migrations;
-		s->busy = 1;
-		asm volatile("" ::: "memory");
-		if (mergeable && s->run.count && s->run.e.tid == (__u32)pid_tgid && s->start == start &&
-		    s->migr == migr && s->run.e.cookie == cookie && s->run.e.op == op && s->seq_next == seq) {
-			s->run.e.ret += ret;
-			s->run.ts_last = ts;
-			s->run.count += 1;
-			s->seq_next = seq + (__u32)ret;
-			asm volatile("" ::: "memory");
-			s->busy = 0;
+	struct vp_trun *tr = bpf_task_storage_get(&RUNS, task, 0, mergeable ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+	/* Only this thread opens its run, so an unlocked read of "no run" is
+	 * exact: an operation that cannot open one has nothing to do. */
+	if (tr && (mergeable || tr->run.count)) {
+		struct vp_run_event out;
+		int flush = 0;
+		__u32 accepts = 0;
+		if (mergeable) {
+			__u32 *acc = bpf_task_storage_get(&ACCEPTS, task, 0, 0);
+			if (acc)
+				accepts = *acc;
+		}
+		bpf_spin_lock(&tr->lock);
+		if (mergeable && tr->run.count && tr->run.e.cookie == cookie && tr->run.e.op == op &&
+		    tr->seq_next == seq && tr->accepts == accepts) {
+			tr->run.e.ret += ret;
+			tr->run.ts_last = ts;
+			tr->run.count += 1;
+			tr->seq_next = seq + (__u32)ret;
+			bpf_spin_unlock(&tr->lock);
 			vp_count(VP_CNT_RUN_OPS);
 			return 0;
 		}
-		if (s->run.count && (mergeable || s->run.e.tid == (__u32)pid_tgid))
-			vp_run_flush(s);
-		if (mergeable) {
-			vp_fill(&s->run.e, op, flags, pid_tgid >> 32, (__u32)pid_tgid, ts, cgroup, cookie, ret, seq,
-				sysnr, &t);
-			vp_addrs_btf(&s->run.e, sk, t.family);
-			s->run.e.kind = VP_REC_RUN;
-			s->run.ts_last = ts;
-			s->run.first_ret = (__u32)ret;
-			s->run.count = 1;
-			s->seq_next = seq + (__u32)ret;
-			s->start = start;
-			s->migr = migr;
-			asm volatile("" ::: "memory");
-			s->busy = 0;
-			return 0;
+		if (tr->run.count) {
+			__builtin_memcpy(&out, &tr->run, sizeof(out));
+			tr->run.count = 0;
+			flush = 1;
 		}
-		asm volatile("" ::: "memory");
-		s->busy = 0;
+		if (mergeable) {
+			vp_fill(&tr->run.e, op, flags, pid_tgid >> 32, (__u32)pid_tgid, ts, cgroup, cookie, ret, seq,
+				sysnr, &t);
+			vp_addrs_btf(&tr->run.e, sk, t.family);
+			tr->run.e.kind = VP_REC_RUN;
+			tr->run.ts_last = ts;
+			tr->run.first_ret = (__u32)ret;
+			tr->run.count = 1;
+			tr->seq_next = seq + (__u32)ret;
+			tr->accepts = accepts;
+		}
+		bpf_spin_unlock(&tr->lock);
+		if (flush)
+			vp_run_send(&out);
+		if (mergeable)
+			return 0;
 	}
 
 	struct vp_sock_event *e;
@@ -674,7 +687,7 @@ int vp_state(unsigned long long *ctx)
 		if (discard_events)
 			return 0;
 		vp_comm_once(pid_tgid, ts);
-		vp_run_end_for((__u32)pid_tgid);
+		vp_run_end();
 		struct vp_conn c = {
 			.pid = pid_tgid >> 32,
 			.tid = (__u32)pid_tgid,
@@ -747,7 +760,7 @@ int vp_state(unsigned long long *ctx)
 		return 0;
 	if (by_thread) {
 		vp_comm_once(((__u64)pid << 32) | tid, ts);
-		vp_run_end_for(tid);
+		vp_run_end();
 	}
 	struct vp_sock_event *e = vp_reserve();
 	if (!e)
@@ -817,7 +830,10 @@ static __always_inline int vp_accept(struct vp_sys_exit_ctx *ctx, __s32 sysnr)
 		return 0;
 
 	vp_comm_once(pid_tgid, ts);
-	vp_run_end_for((__u32)pid_tgid);
+	/* The thread's open run may not take operations after this accept. */
+	__u32 *acc = bpf_task_storage_get(&ACCEPTS, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (acc)
+		*acc += 1;
 	struct vp_sock_event *e = vp_reserve();
 	if (!e)
 		return 0;
@@ -850,36 +866,20 @@ int vp_accept_exit(struct vp_sys_exit_ctx *ctx)
 	return vp_accept(ctx, VP_NR_ACCEPT);
 }
 
-/* ---- Runs: user space closes every CPU's open run before a checkpoint. -- */
-/* Run with BPF_PROG_TEST_RUN on one CPU (BPF_F_TEST_RUN_ON_CPU), never
- * attached. Returns 1 when it interrupted a program holding the slot: the
- * caller runs it again. */
-static long vp_flush_slot(__u32 i, void *ctx)
+/* ---- Runs: user space closes every open run before a checkpoint. -------- */
+/* A task iterator: user space reads a fresh iterator at every poll; for
+ * each thread with an open run, the run goes out. */
+SEC("iter/task")
+int vp_flush_iter(struct vp_iter_task *ctx)
 {
-	int *held = ctx;
-	struct vp_slot *s = bpf_map_lookup_elem(&RUN_SLOT, &i);
-	if (!s)
+	struct task_struct *task = ctx->task;
+	if (!task)
 		return 0;
-	if (s->busy) {
-		*held = 1;
-		return 0;
-	}
-	if (s->run.count) {
-		s->busy = 1;
-		asm volatile("" ::: "memory");
-		vp_run_flush(s);
-		asm volatile("" ::: "memory");
-		s->busy = 0;
-	}
+	struct vp_trun *tr = bpf_task_storage_get(&RUNS, task, 0, 0);
+	struct vp_run_event out;
+	if (tr && vp_run_take(tr, &out))
+		vp_run_send(&out);
 	return 0;
-}
-
-SEC("raw_tp")
-int vp_flush(void *ctx)
-{
-	int held = 0;
-	bpf_loop(VP_RUN_SLOTS, vp_flush_slot, &held, 0);
-	return held;
 }
 
 /* ---- Comm bookkeeping: forget threads whose comm changes or that exit. --- */
@@ -925,6 +925,8 @@ int vp_exit(unsigned long long *ctx)
 {
 	struct task_struct *task = (struct task_struct *)VP_ARG(ctx, 0);
 	__u32 tid = (__u32)task->pid;
+	/* The thread's storage goes with it: send its open run first. */
+	vp_run_end();
 	/* Forget the thread so a reuse of its tid sends its comm. The per-CPU
 	 * caches need no invalidation: their key has the start time. */
 	if (bpf_map_lookup_elem(&SEEN_TIDS, &tid)) /* lockless for the unseen */

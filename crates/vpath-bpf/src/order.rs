@@ -17,15 +17,19 @@ pub(crate) struct Released {
 
 /// How far back from the end [`Reorder::push`] inserts an out-of-order
 /// event in place. Per-CPU producers interleave with displacements of a few
-/// records; anything farther waits for one sort at release.
+/// records; anything farther (a run's first operation, sent when the run
+/// ends) is set aside and merged in at release.
 const INSERT_WINDOW: usize = 64;
 
 #[derive(Debug, Default)]
 pub(crate) struct Reorder {
-    /// Held events, in timestamp order unless `unsorted`.
-    pending: Vec<Event>,
-    /// An event arrived too far out of order to insert: sort at release.
-    unsorted: bool,
+    /// Held events with their arrival numbers, in (timestamp, arrival)
+    /// order.
+    pending: Vec<(u64, Event)>,
+    /// Events that arrived too far out of order to insert cheaply, in
+    /// arrival order; sorted and merged into `pending` at release.
+    late: Vec<(u64, Event)>,
+    arrivals: u64,
     last_checkpoint: u64,
 }
 
@@ -35,20 +39,21 @@ impl Reorder {
     /// the few that arrive a little late; no per-poll sort of everything.
     pub(crate) fn push(&mut self, e: Event) {
         let ts = e.ts_ns;
+        let n = self.arrivals;
+        self.arrivals += 1;
         match self.pending.last() {
-            Some(last) if last.ts_ns > ts && !self.unsorted => {
+            Some(last) if last.1.ts_ns > ts => {
                 let len = self.pending.len();
                 let lo = len.saturating_sub(INSERT_WINDOW);
                 // After equal timestamps: arrival order among equals.
-                let at = lo + self.pending[lo..].partition_point(|x| x.ts_ns <= ts);
-                if at == lo && lo > 0 && self.pending[lo - 1].ts_ns > ts {
-                    self.unsorted = true;
-                    self.pending.push(e);
+                let at = lo + self.pending[lo..].partition_point(|x| x.1.ts_ns <= ts);
+                if at == lo && lo > 0 && self.pending[lo - 1].1.ts_ns > ts {
+                    self.late.push((n, e));
                 } else {
-                    self.pending.insert(at, e);
+                    self.pending.insert(at, (n, e));
                 }
             }
-            _ => self.pending.push(e),
+            _ => self.pending.push((n, e)),
         }
     }
 
@@ -57,7 +62,7 @@ impl Reorder {
     }
 
     pub(crate) fn held(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.late.len()
     }
 
     /// Hands out, in timestamp order, every held event with
@@ -71,21 +76,34 @@ impl Reorder {
         out: &mut impl FnMut(Record),
     ) -> (Released, Checkpoint) {
         let horizon = horizon.max(self.last_checkpoint);
-        if self.unsorted {
-            // Stable: equal timestamps keep their arrival order.
-            self.pending.sort_by_key(|e| e.ts_ns);
-            self.unsorted = false;
-        }
-        let n = self.pending.partition_point(|e| e.ts_ns <= horizon);
+        // Both in (timestamp, arrival) order; hand out the prefixes up to
+        // the horizon merged, without moving what stays.
+        let key = |x: &(u64, Event)| (x.1.ts_ns, x.0);
+        self.late.sort_unstable_by_key(key);
+        let n = self.pending.partition_point(|e| e.1.ts_ns <= horizon);
+        let m = self.late.partition_point(|e| e.1.ts_ns <= horizon);
+        let mut a = self.pending.drain(..n).peekable();
+        let mut b = self.late.drain(..m).peekable();
         let mut r = Released::default();
-        for e in self.pending.drain(..n) {
-            if self.last_checkpoint != 0 && e.ts_ns <= self.last_checkpoint {
+        let last_cp = self.last_checkpoint;
+        loop {
+            let take_a = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => key(x) <= key(y),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let Some((_, e)) = (if take_a { a.next() } else { b.next() }) else {
+                break;
+            };
+            if last_cp != 0 && e.ts_ns <= last_cp {
                 r.late_events += 1;
             }
             r.events_out += 1;
             out(Record::Event(e));
         }
-        r.held = self.pending.len() as u64;
+        drop((a, b));
+        r.held = self.held() as u64;
         let cp = Checkpoint {
             ts_ns: horizon,
             lost_total,
@@ -103,7 +121,13 @@ impl Reorder {
         lost_total: u64,
         out: &mut impl FnMut(Record),
     ) -> (Released, Checkpoint) {
-        let last = self.pending.iter().map(|e| e.ts_ns).max().unwrap_or(0);
+        let last = self
+            .pending
+            .iter()
+            .chain(&self.late)
+            .map(|e| e.1.ts_ns)
+            .max()
+            .unwrap_or(0);
         self.release(horizon.max(last), lost_total, out)
     }
 }

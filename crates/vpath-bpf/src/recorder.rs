@@ -1,11 +1,12 @@
 //! Loads the embedded BPF object, attaches it, and turns the ring buffer into
 //! ordered [`Record`]s with loss checkpoints.
 
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{BtfTracePoint, RawTracePoint, RawTracePointRunOptions, TestRun, TracePoint};
+use aya::programs::{BtfTracePoint, Iter, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use vpath_core::content::Labeler;
 use vpath_core::{Checkpoint, Record};
@@ -40,11 +41,8 @@ const TP_PROGRAMS: [(&str, &str, &str); 2] = [
     ("vp_accept_exit", "syscalls", "sys_exit_accept"),
 ];
 
-/// Closes each CPU's open run (bpf/vpath.bpf.c), run by user space only.
-const FLUSH_PROGRAM: &str = "vp_flush";
-/// Times [`FLUSH_PROGRAM`] is tried on a CPU whose slot a probe holds (it
-/// interrupted the probe: a few microseconds) before giving up.
-const FLUSH_TRIES: u32 = 10_000;
+/// The task iterator that closes every thread's open run (bpf/vpath.bpf.c).
+const FLUSH_PROGRAM: &str = "vp_flush_iter";
 
 /// How the recorder runs.
 #[derive(Clone, Debug)]
@@ -241,8 +239,8 @@ pub struct Recorder {
     opts: RecorderOptions,
     clock: ClockOffset,
     last_bad: Option<RawError>,
-    /// The CPUs whose open runs each poll closes.
-    cpus: Vec<u32>,
+    /// The link of [`FLUSH_PROGRAM`]; each poll reads a fresh iterator.
+    flush_link: OwnedFd,
     /// See [`Counters::run_rest_events`].
     run_rest_events: u64,
 }
@@ -398,6 +396,8 @@ impl Recorder {
             .override_global("discard_events", &discard_events, true)
             .override_global("data_cap", &data_cap, true)
             .map_max_entries("EVENTS", opts.ring_bytes)
+            // RUNS is task storage, which aya creates but has no type for.
+            .allow_unsupported_maps()
             .load(OBJECT)
             .map_err(|e| load_error("creating maps".into(), e))?;
 
@@ -433,7 +433,7 @@ impl Recorder {
             p.attach()
                 .map_err(|e| load_error(format!("attaching {prog} to tp_btf/{tp}"), e))?;
         }
-        let flush: &mut RawTracePoint = ebpf
+        let flush: &mut Iter = ebpf
             .program_mut(FLUSH_PROGRAM)
             .ok_or_else(|| RecordError::Map {
                 map: "programs",
@@ -441,13 +441,18 @@ impl Recorder {
             })?
             .try_into()
             .map_err(|e| load_error(format!("program {FLUSH_PROGRAM}"), e))?;
-        flush.load().map_err(|e| {
-            program_load_error(FLUSH_PROGRAM, format!("loading {FLUSH_PROGRAM}"), e)
+        flush.load("task", &btf).map_err(|e| {
+            program_load_error(
+                FLUSH_PROGRAM,
+                format!("loading {FLUSH_PROGRAM} (iter/task)"),
+                e,
+            )
         })?;
-        let cpus = aya::util::online_cpus().map_err(|(path, e)| RecordError::Map {
-            map: "RUN_SLOT",
-            what: format!("reading the online CPUs from {path}: {e}"),
-        })?;
+        let prog_fd = flush
+            .fd()
+            .map_err(|e| load_error(format!("program {FLUSH_PROGRAM}"), e))?;
+        let flush_link = iter_link_create(prog_fd.as_fd())
+            .map_err(|e| load_error(format!("linking the task iterator {FLUSH_PROGRAM}"), e))?;
         for (prog, cat, name) in TP_PROGRAMS {
             let p: &mut TracePoint = ebpf
                 .program_mut(prog)
@@ -476,7 +481,7 @@ impl Recorder {
             opts,
             clock: ClockOffset::measure(),
             last_bad: None,
-            cpus,
+            flush_link,
             run_rest_events: 0,
         })
     }
@@ -587,44 +592,16 @@ impl Recorder {
         n
     }
 
-    /// Runs the flush program on every CPU: each CPU's open run goes into
-    /// the ring. A CPU whose slot a probe holds (the flush interrupted it)
-    /// is tried again.
+    /// Runs the task iterator once: every thread's open run goes into the
+    /// ring.
     fn flush_runs(&mut self) -> Result<(), RecordError> {
-        let Some(ebpf) = &self.ebpf else {
+        if self.ebpf.is_none() {
             return Ok(());
-        };
-        let err = |what: String| RecordError::Map {
-            map: "RUN_SLOT",
-            what,
-        };
-        let p: &RawTracePoint = ebpf
-            .program(FLUSH_PROGRAM)
-            .ok_or_else(|| err(format!("program {FLUSH_PROGRAM} missing")))?
-            .try_into()
-            .map_err(|e| err(format!("program {FLUSH_PROGRAM}: {e}")))?;
-        for &cpu in &self.cpus {
-            let mut tries = 0;
-            loop {
-                let r = p
-                    .test_run(RawTracePointRunOptions {
-                        cpu: Some(cpu),
-                        ..RawTracePointRunOptions::new()
-                    })
-                    .map_err(|e| err(format!("running {FLUSH_PROGRAM} on CPU {cpu}: {e}")))?;
-                if r.return_value == 0 {
-                    break;
-                }
-                tries += 1;
-                if tries >= FLUSH_TRIES {
-                    return Err(err(format!(
-                        "CPU {cpu}'s run slot stayed held over {FLUSH_TRIES} tries"
-                    )));
-                }
-                std::hint::spin_loop();
-            }
         }
-        Ok(())
+        iter_run(self.flush_link.as_fd()).map_err(|e| RecordError::Map {
+            map: "RUNS",
+            what: format!("running the task iterator {FLUSH_PROGRAM}: {e}"),
+        })
     }
 
     fn drain(&mut self, out: &mut impl FnMut(Record), st: &mut PollStats) {
@@ -684,6 +661,51 @@ impl Recorder {
         counters.run_rest_events = self.run_rest_events;
         Ok(counters)
     }
+}
+
+/// `bpf(BPF_LINK_CREATE)` for an iterator program over all tasks (aya keeps
+/// its own iterator links' fds private, and each run needs a fresh iterator
+/// from the link).
+fn iter_link_create(prog: BorrowedFd<'_>) -> std::io::Result<OwnedFd> {
+    const BPF_LINK_CREATE: libc::c_long = 28;
+    const BPF_TRACE_ITER: u32 = 28;
+    // union bpf_attr's link_create: prog_fd, target_fd, attach_type, flags,
+    // then iter_info (NULL: every task) and zeros.
+    let mut attr = [0u32; 16];
+    attr[0] = prog.as_raw_fd() as u32;
+    attr[2] = BPF_TRACE_ITER;
+    bpf_fd(BPF_LINK_CREATE, &mut attr)
+}
+
+/// Creates an iterator from `link` and reads it to its end (the program
+/// writes nothing; reading runs it once over every task).
+fn iter_run(link: BorrowedFd<'_>) -> std::io::Result<()> {
+    const BPF_ITER_CREATE: libc::c_long = 33;
+    let mut attr = [0u32; 16];
+    attr[0] = link.as_raw_fd() as u32;
+    let it = bpf_fd(BPF_ITER_CREATE, &mut attr)?;
+    let mut f = std::fs::File::from(it);
+    let mut buf = [0u8; 64];
+    while std::io::Read::read(&mut f, &mut buf)? > 0 {}
+    Ok(())
+}
+
+fn bpf_fd(cmd: libc::c_long, attr: &mut [u32; 16]) -> std::io::Result<OwnedFd> {
+    // SAFETY: attr is a zero-padded bpf_attr of the size passed; the call
+    // returns a new fd or -1.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(attr) as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: r is a new fd that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, RecordError> {

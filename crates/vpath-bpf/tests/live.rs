@@ -699,10 +699,9 @@ fn runs_merge_consecutive_operations_of_one_thread_only() {
                 assert_eq!(c_write(b.as_raw_fd(), &[2u8; 100]), 100);
                 assert_eq!(c_write(a.as_raw_fd(), &[3u8; 100]), 100);
             }
-            // 3. On A, then B on another CPU, then A again on the first
-            // CPU: the slot of CPU 0 still holds the A run, but the thread
-            // made an operation elsewhere in between, so A's last write
-            // must not join it.
+            // 3. A run on A, then B on another CPU, then A again on the
+            // first CPU: the thread made an operation in between (wherever
+            // it ran), so A's last write must not join the run.
             let moved = cpus() >= 2;
             if moved {
                 assert_eq!(c_write(b.as_raw_fd(), &[7u8; 100]), 100);
@@ -715,6 +714,19 @@ fn runs_merge_consecutive_operations_of_one_thread_only() {
             } else {
                 eprintln!("runs test: one CPU, the migration case is not exercised");
             }
+            // 4. A run on A, then an accept by this thread (its peer
+            // connects from another thread), then A again: the accept ends
+            // the run.
+            assert_eq!(c_write(b.as_raw_fd(), &[10u8; 100]), 100);
+            assert_eq!(c_write(a.as_raw_fd(), &[8u8; 100]), 100);
+            assert_eq!(c_write(a.as_raw_fd(), &[8u8; 100]), 100);
+            let peer = std::thread::spawn(move || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()
+            });
+            let (sc, _) = l.accept().unwrap();
+            let _peer = peer.join().unwrap();
+            assert_eq!(c_write(a.as_raw_fd(), &[9u8; 100]), 100);
+            drop(sc);
             let mut buf = vec![0u8; 1 << 16];
             drop(a);
             drop(b);
@@ -726,6 +738,10 @@ fn runs_merge_consecutive_operations_of_one_thread_only() {
         tid = w.join().unwrap();
     });
     check_ordering(&records);
+    let accepts: Vec<Event> = events(&records)
+        .into_iter()
+        .filter(|e| e.tid == tid && e.op == Op::Accept)
+        .collect();
     let sends: Vec<Event> = events(&records)
         .into_iter()
         .filter(|e| e.tid == tid && e.op == Op::Send)
@@ -745,7 +761,7 @@ fn runs_merge_consecutive_operations_of_one_thread_only() {
     let moved = cpus() >= 2;
     assert_eq!(
         total_a,
-        64 + 5000 + 1000 + if moved { 300 } else { 0 },
+        64 + 5000 + 1000 + if moved { 300 } else { 0 } + 300,
         "{a:#?} {counters:?}"
     );
     // 1: the labelled start, the run's first write, the other 49 merged.
@@ -767,12 +783,21 @@ fn runs_merge_consecutive_operations_of_one_thread_only() {
     for i in 0..10 {
         assert!(b[i].ts_ns < a[3 + i].ts_ns);
     }
+    // 4: the third accept lies between the run and A's last write.
+    let n = a.len();
+    assert_eq!(
+        (a[n - 3].ret, a[n - 2].ret, a[n - 1].ret),
+        (100, 100, 100),
+        "{a:#?}"
+    );
+    assert_eq!(accepts.len(), 3, "{accepts:#?}");
+    assert!(a[n - 2].ts_ns < accepts[2].ts_ns && accepts[2].ts_ns < a[n - 1].ts_ns);
     // 3: the B write sits between A's run and A's last write.
     if moved {
-        assert_eq!(a.len(), 16, "{a:#?}");
+        assert_eq!(a.len(), 19, "{a:#?}");
         assert_eq!((a[13].ret, a[14].ret, a[15].ret), (100, 100, 100));
         assert!(a[13..].iter().all(|e| e.flags & flags::MERGED == 0));
-        let bw = b.last().unwrap();
+        let bw = &b[11];
         assert!(
             a[14].ts_ns < bw.ts_ns && bw.ts_ns < a[15].ts_ns,
             "{a:#?} {bw:?}"
