@@ -17,7 +17,7 @@
 mod clock;
 mod error;
 mod filters;
-mod order;
+pub mod order;
 pub mod raw;
 mod recorder;
 

@@ -9,7 +9,7 @@ use vpath_core::{Checkpoint, Event, Record};
 
 /// What one release did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Released {
+pub struct Released {
     pub events_out: u64,
     pub late_events: u64,
     pub held: u64,
@@ -22,7 +22,7 @@ pub(crate) struct Released {
 const INSERT_WINDOW: usize = 64;
 
 #[derive(Debug, Default)]
-pub(crate) struct Reorder {
+pub struct Reorder {
     /// Held events with their arrival numbers, in (timestamp, arrival)
     /// order.
     pending: Vec<(u64, Event)>,
@@ -37,7 +37,7 @@ impl Reorder {
     /// Adds an event. The ring is nearly sorted already, so keeping
     /// `pending` sorted costs a comparison per event and a short move for
     /// the few that arrive a little late; no per-poll sort of everything.
-    pub(crate) fn push(&mut self, e: Event) {
+    pub fn push(&mut self, e: Event) {
         let ts = e.ts_ns;
         let n = self.arrivals;
         self.arrivals += 1;
@@ -57,11 +57,11 @@ impl Reorder {
         }
     }
 
-    pub(crate) fn last_checkpoint(&self) -> u64 {
+    pub fn last_checkpoint(&self) -> u64 {
         self.last_checkpoint
     }
 
-    pub(crate) fn held(&self) -> usize {
+    pub fn held(&self) -> usize {
         self.pending.len() + self.late.len()
     }
 
@@ -69,7 +69,7 @@ impl Reorder {
     /// `ts <= horizon`, then the checkpoint `{horizon, lost_total}`. The
     /// horizon never moves back. Events at or before an earlier checkpoint
     /// (they came later than the margin allowed) still go out, counted late.
-    pub(crate) fn release(
+    pub fn release(
         &mut self,
         horizon: u64,
         lost_total: u64,
@@ -115,7 +115,7 @@ impl Reorder {
 
     /// Hands out everything held, then a checkpoint at `horizon` or the
     /// last event's timestamp, whichever is later.
-    pub(crate) fn finish(
+    pub fn finish(
         &mut self,
         horizon: u64,
         lost_total: u64,
