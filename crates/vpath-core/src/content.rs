@@ -8,6 +8,8 @@
 //! Nothing here decides causality: content only names what the thread and
 //! socket model already found.
 
+use std::borrow::Cow;
+
 use rustc_hash::FxHashMap;
 use vpath_proto::{Protocol, Redact};
 
@@ -90,7 +92,7 @@ impl Content {
     /// Reads the messages into labels and drops their bytes.
     pub fn settle(&mut self) {
         self.request_label = self.request.request();
-        let proto = self.request_label.as_ref().map(|l| l.protocol.as_str());
+        let proto = self.request_label.as_ref().map(|l| l.protocol.as_ref());
         self.reply_label = self.reply.reply(proto);
         self.request = MsgStart::default();
         self.reply = MsgStart::default();
@@ -115,15 +117,15 @@ impl Content {
         let mut protocol = None;
         let mut name = None;
         if let Some(l) = &c.request_label {
-            protocol = Some(l.protocol.clone());
+            protocol = Some(l.protocol.to_string());
             name = (!l.name.is_empty()).then(|| l.name.clone());
-            attrs.extend(l.attrs.iter().cloned());
+            attrs.extend(l.attrs.iter().map(|(k, v)| (k.to_string(), v.clone())));
         }
         if let Some(l) = &c.reply_label {
             if protocol.is_none() {
-                protocol = Some(l.protocol.clone());
+                protocol = Some(l.protocol.to_string());
             }
-            attrs.extend(l.attrs.iter().cloned());
+            attrs.extend(l.attrs.iter().map(|(k, v)| (k.to_string(), v.clone())));
         }
         (protocol, name, attrs)
     }
@@ -141,15 +143,25 @@ pub fn add_data(content: &mut Option<Box<Content>>, e: &Event, reply: bool) {
     }
 }
 
+fn fingerprint(l: &vpath_proto::Label, reply: bool) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    l.protocol.hash(&mut h);
+    l.name.hash(&mut h);
+    l.attrs.hash(&mut h);
+    reply.hash(&mut h);
+    h.finish()
+}
+
 /// Converts `vpath-proto`'s reading into the event model's [`Label`].
 pub fn from_proto(l: vpath_proto::Label) -> Label {
     Label {
-        protocol: l.protocol.name().to_string(),
+        protocol: Cow::Borrowed(l.protocol.name()),
         name: l.name,
         attrs: l
             .attrs
             .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
+            .map(|(k, v)| (Cow::Borrowed(k), v))
             .collect(),
         reply: false,
     }
@@ -176,7 +188,9 @@ struct LabelerSock {
     op: Option<Op>,
     bytes: Vec<u8>,
     gap: bool,
-    last: Option<Label>,
+    /// A fingerprint of the last label handed out for the current message
+    /// (a 64-bit hash: a clone of the label cost more than its parse).
+    last: Option<u64>,
     /// The protocol of the last request seen on this socket (in either
     /// direction: this end may be the client or the server).
     protocol: Option<Protocol>,
@@ -248,21 +262,23 @@ impl Labeler {
         }
         let room = self.max_bytes.saturating_sub(s.bytes.len());
         s.bytes.extend_from_slice(&bytes[..bytes.len().min(room)]);
-        let label = match vpath_proto::parse_request(&s.bytes, Redact::Literals) {
+        let (l, reply) = match vpath_proto::parse_request(&s.bytes, Redact::Literals) {
             Some(l) => {
                 s.protocol = Some(l.protocol);
-                from_proto(l)
+                (l, false)
             }
-            None => {
-                let mut l = from_proto(vpath_proto::parse_response(&s.bytes, s.protocol)?);
-                l.reply = true;
-                l
-            }
+            None => (vpath_proto::parse_response(&s.bytes, s.protocol)?, true),
         };
-        if s.last.as_ref() == Some(&label) {
+        // The same reading as the event before: nothing new to carry. (Two
+        // different readings with equal 64-bit hashes would lose the second;
+        // the odds are negligible next to a wrong reading's.)
+        let fp = fingerprint(&l, reply);
+        if s.last == Some(fp) {
             return None;
         }
-        s.last = Some(label.clone());
+        s.last = Some(fp);
+        let mut label = from_proto(l);
+        label.reply = reply;
         Some(Box::new(Data::Label(label)))
     }
 }

@@ -6,6 +6,7 @@
 //! reported by [`Checkpoint`] records. Each stream of records belongs to one
 //! host; the host is not repeated in every event.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -225,12 +226,14 @@ pub enum Data {
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Label {
     /// `http`, `fastcgi`, `mysql`, `postgresql`, `memcached`, `redis`.
-    pub protocol: String,
+    /// (Borrowed when the recorder made the label: no allocation per event.)
+    pub protocol: Cow<'static, str>,
     /// For requests: the span name (`GET /index.php`, `SELECT`); may be
     /// empty for replies.
     pub name: String,
-    /// OpenTelemetry-style attributes, sorted by key.
-    pub attrs: Vec<(String, String)>,
+    /// OpenTelemetry-style attributes, sorted by key. Keys are borrowed
+    /// when the recorder made the label, owned when read from a log.
+    pub attrs: Vec<(Cow<'static, str>, String)>,
     /// A reading of a reply (status, error), not of a request.
     pub reply: bool,
 }

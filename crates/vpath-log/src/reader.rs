@@ -233,10 +233,10 @@ fn decode_data(b: &mut Body<'_>) -> Result<Option<Box<Data>>, LogError> {
             for _ in 0..n {
                 let k = b.string("label attribute key", MAX_LABEL_KEY)?;
                 let v = b.string("label attribute value", MAX_LABEL_VALUE)?;
-                attrs.push((k, v));
+                attrs.push((k.into(), v));
             }
             Data::Label(Label {
-                protocol,
+                protocol: protocol.into(),
                 name,
                 attrs,
                 reply,

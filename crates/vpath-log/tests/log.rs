@@ -711,9 +711,9 @@ fn arb_data() -> impl Strategy<Value = Option<Box<Data>>> {
             any::<bool>()
         )
             .prop_map(|(protocol, name, attrs, reply)| Some(Box::new(Data::Label(Label {
-                protocol,
+                protocol: protocol.into(),
                 name,
-                attrs,
+                attrs: attrs.into_iter().map(|(k, v): (String, String)| (k.into(), v)).collect(),
                 reply
             })))),
     ]
