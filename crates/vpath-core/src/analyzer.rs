@@ -22,6 +22,13 @@ pub struct Config {
     /// before it decides that the callee is unobserved, or that a span has no
     /// observed caller. Must exceed the clock skew between hosts.
     pub horizon_ns: u64,
+    /// Spans deeper than this in one path are cut off: the deepest span kept
+    /// carries [`crate::Issue::DepthLimit`] and the spans below it are
+    /// counted in [`Stats::spans_cut`]. It bounds the recursion of every
+    /// consumer of a path (walks, renderers, serializers); the default keeps
+    /// the JSONL contract within serde_json's default nesting limit (128:
+    /// two levels per span).
+    pub max_depth: usize,
 }
 
 impl Default for Config {
@@ -29,6 +36,7 @@ impl Default for Config {
         Config {
             idle_flush_ns: 1_000_000_000,
             horizon_ns: 5_000_000_000,
+            max_depth: 60,
         }
     }
 }
@@ -49,6 +57,9 @@ pub struct Stats {
     pub complete_paths: u64,
     pub incomplete_paths: u64,
     pub spans: u64,
+    /// Spans left out of their path because they lay deeper than
+    /// [`Config::max_depth`].
+    pub spans_cut: u64,
     /// Links (calls) resolved to an observed server span.
     pub links_stitched: u64,
     /// Calls whose callee was not observed: remote leaf spans.

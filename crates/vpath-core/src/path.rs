@@ -128,6 +128,9 @@ pub enum Issue {
     RoleGuessed,
     /// Bytes arrived for a message after its span had already been flushed.
     LateBytes,
+    /// The path went deeper than the analyzer's depth limit: this span's
+    /// calls (and theirs) were cut off.
+    DepthLimit,
 }
 
 impl Issue {
@@ -144,6 +147,7 @@ impl Issue {
             Issue::Unaligned => "unaligned",
             Issue::RoleGuessed => "role-guessed",
             Issue::LateBytes => "late-bytes",
+            Issue::DepthLimit => "depth-limit",
         }
     }
 }

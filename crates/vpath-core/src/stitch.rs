@@ -569,7 +569,7 @@ impl Stitch {
     }
 
     fn emit(&mut self, n: NodeId, stats: &mut Stats, ready: &mut VecDeque<Path>) {
-        let root = self.build(n);
+        let root = self.build(n, 1, stats);
         let mut complete = true;
         root.walk(&mut |s, _| complete &= s.issues.is_empty());
         let path = Path {
@@ -587,8 +587,27 @@ impl Stitch {
         ready.push_back(path);
     }
 
-    /// Turns a node and its subtree into spans, freeing them.
-    fn build(&mut self, n: NodeId) -> Span {
+    /// Frees a node and its subtree without building spans (iterative: the
+    /// subtree may be as deep as the input makes it); returns their number.
+    fn free_subtree(&mut self, n: NodeId) -> u64 {
+        let mut stack = vec![n];
+        let mut count = 0;
+        while let Some(n) = stack.pop() {
+            let node = self.nodes[n as usize].take().expect("live node");
+            self.free.push(n);
+            count += 1;
+            stack.extend(node.children.into_iter().filter_map(|c| match c {
+                Child::Node(c) => Some(c),
+                _ => None,
+            }));
+        }
+        count
+    }
+
+    /// Turns a node and its subtree into spans, freeing them. `depth` is the
+    /// node's (the root is 1): below [`Config::max_depth`] the subtree is cut
+    /// off and counted, and the deepest span kept says so.
+    fn build(&mut self, n: NodeId, depth: usize, stats: &mut Stats) -> Span {
         let node = self.nodes[n as usize].take().expect("live node");
         self.free.push(n);
         let Node { rec, children, .. } = node;
@@ -619,12 +638,20 @@ impl Stitch {
             }
         };
         let mut spans = Vec::with_capacity(children.len());
+        let cut = depth >= self.config.max_depth.max(1);
         for (call, child) in calls.into_iter().zip(children) {
             for i in &call.issues {
                 add_issue(&mut issues, *i);
             }
+            if cut && !matches!(child, Child::Missing | Child::Pending) {
+                if let Child::Node(c) = child {
+                    stats.spans_cut += self.free_subtree(c);
+                }
+                add_issue(&mut issues, Issue::DepthLimit);
+                continue;
+            }
             match child {
-                Child::Node(c) => spans.push(self.build(c)),
+                Child::Node(c) => spans.push(self.build(c, depth + 1, stats)),
                 Child::Remote => spans.push(remote_span(&call)),
                 Child::Missing | Child::Pending => add_issue(&mut issues, Issue::CalleeMissing),
             }

@@ -1257,3 +1257,75 @@ mod pipelining_property {
         }
     }
 }
+
+/// A chain of `n` tiers, each calling the next before it replies: one path
+/// `n` spans deep.
+fn chain(w: &mut World, n: usize) {
+    let procs: Vec<Proc> = (0..n)
+        .map(|i| Proc {
+            host: 0,
+            pid: 100 + i as u32,
+            netns: 1,
+        })
+        .collect();
+    for (i, p) in procs.iter().enumerate() {
+        w.thread(*p, 1_000_000 + i as u32, "tier");
+    }
+    let tid = |i: usize| 1_000_000 + i as u32;
+    let addr =
+        |i: usize, port: u16| format!("10.{}.{}.{}:{port}", i >> 16, (i >> 8) & 255, i & 255);
+    let mut conns: Vec<Conn> = (0..n - 1)
+        .map(|i| {
+            w.connect(
+                procs[i],
+                tid(i),
+                &addr(i, 40000),
+                procs[i + 1],
+                tid(i + 1),
+                &addr(i + 1, 8000),
+            )
+        })
+        .collect();
+    let mut starts = Vec::new();
+    for (i, k) in conns.iter_mut().enumerate() {
+        let p = k.up;
+        w.c_send(k, tid(i), 100, 1);
+        w.s_recv(k, tid(i + 1), 100, 1, p);
+        starts.push(k.down);
+    }
+    for (i, k) in conns.iter_mut().enumerate().rev() {
+        w.s_send(k, tid(i + 1), 10, 1);
+        w.c_recv(k, tid(i), 10, 1, starts[i]);
+    }
+}
+
+#[test]
+fn a_path_deeper_than_the_limit_is_cut_and_marked_not_a_stack_overflow() {
+    let mut w = World::new(1, true);
+    chain(&mut w, 20_000);
+    let paths = w.analyze(&[0], false);
+    assert_eq!(paths.len(), 1, "one path");
+    let p = &paths[0];
+    let mut depth = 0;
+    let mut cut = Vec::new();
+    p.root.walk(&mut |s, d| {
+        depth = depth.max(d);
+        if s.issues.contains(&Issue::DepthLimit) {
+            cut.push(d);
+        }
+    });
+    let limit = Config::default().max_depth;
+    assert_eq!(depth + 1, limit, "spans kept down to the limit");
+    assert_eq!(
+        cut,
+        vec![limit - 1],
+        "the deepest kept span says it was cut"
+    );
+    assert!(!p.complete);
+    // Short chains are untouched.
+    let mut w = World::new(1, true);
+    chain(&mut w, 10);
+    let paths = w.analyze(&[0], false);
+    assert_eq!(paths.len(), 1);
+    assert!(paths[0].complete, "{}", shape(&paths[0]));
+}

@@ -188,6 +188,12 @@ pub fn health_line(info: &RunInfo) -> String {
         s.links_remote,
         s.links_missing
     );
+    if s.spans_cut > 0 {
+        line.push_str(&format!(
+            "; {} spans cut off below the depth limit (their paths say depth-limit)",
+            s.spans_cut
+        ));
+    }
     if s.stray_messages > 0 {
         line.push_str(&format!(
             "; {} messages outside any exchange (observation began mid-exchange, a server spoke first, or events were lost)",

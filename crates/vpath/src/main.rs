@@ -194,6 +194,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = Config {
                 horizon_ns: horizon_ms * 1_000_000,
                 idle_flush_ns: idle_flush_ms * 1_000_000,
+                ..Config::default()
             };
             let mut errors = 0u64;
             let info = vpath_io::analyze(sources, config, sink.as_mut(), &mut |e| {

@@ -398,7 +398,7 @@ fn issue_index(i: Issue) -> usize {
     ALL_ISSUES.iter().position(|x| *x == i).unwrap_or(0)
 }
 
-const ALL_ISSUES: [Issue; 11] = [
+const ALL_ISSUES: [Issue; 12] = [
     Issue::EventsLost,
     Issue::TruncatedStart,
     Issue::NoReply,
@@ -410,6 +410,7 @@ const ALL_ISSUES: [Issue; 11] = [
     Issue::Unaligned,
     Issue::RoleGuessed,
     Issue::LateBytes,
+    Issue::DepthLimit,
 ];
 
 /// What an issue means, in a sentence.
@@ -426,6 +427,7 @@ pub fn issue_meaning(i: Issue) -> &'static str {
         Issue::Unaligned => "stream positions were unknown and the connection was seen mid-stream",
         Issue::RoleGuessed => "client and server roles were guessed from who spoke first",
         Issue::LateBytes => "bytes arrived for a message after its span had been flushed",
+        Issue::DepthLimit => "the path went deeper than the analyzer's depth limit: the calls below were cut off",
     }
 }
 
