@@ -1148,7 +1148,7 @@ fn default_capture_keeps_labels_not_bytes() {
     let labels: Vec<&Label> = evs
         .iter()
         .filter_map(|e| match e.data.as_deref() {
-            Some(Data::Label(l)) => Some(l),
+            Some(Data::Label(l)) => Some(&**l),
             _ => None,
         })
         .collect();

@@ -9,6 +9,7 @@
 //! socket model already found.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use vpath_proto::{Protocol, Redact};
@@ -26,7 +27,7 @@ pub struct MsgStart {
     /// carried none): nothing after the gap is kept.
     gap: bool,
     /// The last label a source made for this message.
-    label: Option<Label>,
+    label: Option<Arc<Label>>,
 }
 
 impl MsgStart {
@@ -60,7 +61,7 @@ impl MsgStart {
         if !self.bytes.is_empty() {
             return vpath_proto::parse_request(&self.bytes, Redact::None).map(from_proto);
         }
-        self.label.clone().filter(|l| !l.reply)
+        self.label.as_deref().filter(|l| !l.reply).cloned()
     }
 
     /// The message read as the reply to a request of `protocol`.
@@ -73,7 +74,7 @@ impl MsgStart {
                 l
             });
         }
-        self.label.clone().filter(|l| l.reply)
+        self.label.as_deref().filter(|l| l.reply).cloned()
     }
 }
 
@@ -143,6 +144,24 @@ pub fn add_data(content: &mut Option<Box<Content>>, e: &Event, reply: bool) {
     }
 }
 
+/// Reads a message start as a request, else as a reply in the socket's
+/// protocol context.
+fn read(bytes: &[u8], context: Option<Protocol>) -> Option<Reading> {
+    let (l, reply) = match vpath_proto::parse_request(bytes, Redact::Literals) {
+        Some(l) => (l, false),
+        None => (vpath_proto::parse_response(bytes, context)?, true),
+    };
+    let fingerprint = fingerprint(&l, reply);
+    let request = (!reply).then_some(l.protocol);
+    let mut label = from_proto(l);
+    label.reply = reply;
+    Some(Reading {
+        label: Arc::new(label),
+        fingerprint,
+        request,
+    })
+}
+
 fn fingerprint(l: &vpath_proto::Label, reply: bool) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = rustc_hash::FxHasher::default();
@@ -181,7 +200,25 @@ pub struct Labeler {
     socks: FxHashMap<u64, LabelerSock>,
     max_sockets: usize,
     max_bytes: usize,
+    /// Readings by message start: the protocol context (0: none, else 1 +
+    /// its index in `Protocol::ALL`) then the bytes. Most messages repeat a
+    /// start seen before (the same statement, URL or key); those are not
+    /// parsed again. `None`: not recognized.
+    readings: FxHashMap<Box<[u8]>, Option<Reading>>,
+    key: Vec<u8>,
 }
+
+/// A reading kept for reuse.
+#[derive(Debug)]
+struct Reading {
+    label: Arc<Label>,
+    fingerprint: u64,
+    /// The protocol of a request (it becomes the socket's context).
+    request: Option<Protocol>,
+}
+
+/// Readings kept at most; past this all are forgotten.
+const MAX_READINGS: usize = 4096;
 
 #[derive(Debug, Default)]
 struct LabelerSock {
@@ -209,6 +246,8 @@ impl Labeler {
             socks: FxHashMap::default(),
             max_sockets: 1 << 16,
             max_bytes,
+            readings: FxHashMap::default(),
+            key: Vec::new(),
         }
     }
 
@@ -262,23 +301,92 @@ impl Labeler {
         }
         let room = self.max_bytes.saturating_sub(s.bytes.len());
         s.bytes.extend_from_slice(&bytes[..bytes.len().min(room)]);
-        let (l, reply) = match vpath_proto::parse_request(&s.bytes, Redact::Literals) {
-            Some(l) => {
-                s.protocol = Some(l.protocol);
-                (l, false)
+        self.key.clear();
+        self.key.push(
+            s.protocol
+                .and_then(|p| Protocol::ALL.iter().position(|&q| q == p))
+                .map_or(0, |i| i as u8 + 1),
+        );
+        self.key.extend_from_slice(&s.bytes);
+        let reading = match self.readings.get(&self.key[..]) {
+            Some(r) => r,
+            None => {
+                let r = read(&s.bytes, s.protocol);
+                if self.readings.len() >= MAX_READINGS {
+                    self.readings.clear();
+                }
+                self.readings
+                    .entry(self.key.clone().into_boxed_slice())
+                    .or_insert(r)
             }
-            None => (vpath_proto::parse_response(&s.bytes, s.protocol)?, true),
         };
+        let r = reading.as_ref()?;
+        if let Some(p) = r.request {
+            s.protocol = Some(p);
+        }
         // The same reading as the event before: nothing new to carry. (Two
         // different readings with equal 64-bit hashes would lose the second;
         // the odds are negligible next to a wrong reading's.)
-        let fp = fingerprint(&l, reply);
-        if s.last == Some(fp) {
+        if s.last == Some(r.fingerprint) {
             return None;
         }
-        s.last = Some(fp);
-        let mut label = from_proto(l);
-        label.reply = reply;
-        Some(Box::new(Data::Label(label)))
+        s.last = Some(r.fingerprint);
+        Some(Box::new(Data::Label(Arc::clone(&r.label))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label(d: Option<Box<Data>>) -> Option<Arc<Label>> {
+        match d.map(|b| *b) {
+            Some(Data::Label(l)) => Some(l),
+            Some(Data::Bytes { .. }) => panic!("bytes kept"),
+            None => None,
+        }
+    }
+
+    #[test]
+    fn a_repeated_message_start_reuses_its_reading() {
+        let mut l = Labeler::new(64);
+        let text = "SELECT * FROM t WHERE a=7";
+        let mut q = vec![text.len() as u8 + 1, 0, 0, 0, 0x03];
+        q.extend_from_slice(text.as_bytes());
+        let a = label(l.label(1, Op::Send, 0, &q)).expect("a label");
+        let b = label(l.label(2, Op::Send, 0, &q)).expect("a label");
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "the second socket's start is not parsed again"
+        );
+        assert_eq!(a.name, "SELECT");
+        assert_eq!(
+            a.attrs
+                .iter()
+                .find(|(k, _)| k == "db.query.text")
+                .unwrap()
+                .1,
+            "SELECT * FROM t WHERE a=?"
+        );
+        // The next message on socket 1 (its reply) is read in that socket's
+        // protocol: an OK packet is a MySQL reply.
+        let ok = b"\x07\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00";
+        let r = label(l.label(1, Op::Recv, 0, ok)).expect("a reply label");
+        assert!(r.reply);
+        assert_eq!(r.protocol, "mysql");
+        // The same bytes on a socket with no protocol yet are read again, in
+        // that (empty) context: the context is part of the key.
+        let _ = l.label(3, Op::Recv, 0, ok);
+        assert_eq!(l.readings.len(), 3);
+    }
+
+    #[test]
+    fn the_reading_cache_is_bounded() {
+        let mut l = Labeler::new(64);
+        for i in 0..(MAX_READINGS + 10) {
+            let get = format!("GET /p{i} HTTP/1.1\r\n");
+            assert!(label(l.label(i as u64, Op::Recv, 0, get.as_bytes())).is_some());
+        }
+        assert!(l.readings.len() <= MAX_READINGS);
     }
 }

@@ -218,7 +218,9 @@ pub enum Data {
     Bytes { offset: u32, bytes: Box<[u8]> },
     /// The protocol recognized in the first bytes of this operation's
     /// message, with no bytes kept (what the recorder keeps by default).
-    Label(Label),
+    /// Shared: the recorder hands out one reading for every message that
+    /// starts with the same bytes.
+    Label(std::sync::Arc<Label>),
 }
 
 /// An application-protocol reading of a message's first bytes: the span

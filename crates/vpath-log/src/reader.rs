@@ -235,12 +235,12 @@ fn decode_data(b: &mut Body<'_>) -> Result<Option<Box<Data>>, LogError> {
                 let v = b.string("label attribute value", MAX_LABEL_VALUE)?;
                 attrs.push((k.into(), v));
             }
-            Data::Label(Label {
+            Data::Label(std::sync::Arc::new(Label {
                 protocol: protocol.into(),
                 name,
                 attrs,
                 reply,
-            })
+            }))
         }
         _ => return Ok(None),
     };

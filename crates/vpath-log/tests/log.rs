@@ -120,7 +120,7 @@ fn sample() -> Vec<Record> {
         }),
         Record::Event(ev(12_345_690_000, 101, 0x20, Op::Connect, 0, 0)),
         Record::Event(Event {
-            data: Some(Box::new(Data::Label(Label {
+            data: Some(Box::new(Data::Label(std::sync::Arc::new(Label {
                 protocol: "mysql".into(),
                 name: "SELECT".into(),
                 attrs: vec![
@@ -128,7 +128,7 @@ fn sample() -> Vec<Record> {
                     ("db.system.name".into(), "mysql".into()),
                 ],
                 reply: false,
-            }))),
+            })))),
             ..ev(12_345_700_000, 101, 0x20, Op::Send, 80, 555)
         }),
         Record::Thread(ThreadInfo {
@@ -710,12 +710,12 @@ fn arb_data() -> impl Strategy<Value = Option<Box<Data>>> {
             prop::collection::vec(("[a-z.]{1,20}", ".{0,60}"), 0..5),
             any::<bool>()
         )
-            .prop_map(|(protocol, name, attrs, reply)| Some(Box::new(Data::Label(Label {
+            .prop_map(|(protocol, name, attrs, reply)| Some(Box::new(Data::Label(std::sync::Arc::new(Label {
                 protocol: protocol.into(),
                 name,
                 attrs: attrs.into_iter().map(|(k, v): (String, String)| (k.into(), v)).collect(),
                 reply
-            })))),
+            }))))),
     ]
 }
 
