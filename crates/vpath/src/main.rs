@@ -75,6 +75,11 @@ enum Cmd {
         /// Flush a span whose reply has been idle this long (ms, stream time).
         #[arg(long, default_value_t = 1000)]
         idle_flush_ms: u64,
+        /// Cut paths below this many levels of spans: the deepest span kept
+        /// says `depth-limit` and the spans cut are counted. The default keeps
+        /// `--format jsonl` within serde_json's default nesting limit.
+        #[arg(long, default_value_t = Config::default().max_depth, value_parser = clap::value_parser!(usize))]
+        max_depth: usize,
         /// Also send the paths as OTLP/HTTP protobuf to this collector
         /// (`http://host[:port][/path]`; port 4318, path /v1/traces by default).
         #[arg(long, value_name = "URL")]
@@ -169,6 +174,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output: out,
             horizon_ms,
             idle_flush_ms,
+            max_depth,
             otlp_endpoint,
         } => {
             let mut sources = Vec::new();
@@ -194,7 +200,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = Config {
                 horizon_ns: horizon_ms * 1_000_000,
                 idle_flush_ns: idle_flush_ms * 1_000_000,
-                ..Config::default()
+                max_depth,
             };
             let mut errors = 0u64;
             let info = vpath_io::analyze(sources, config, sink.as_mut(), &mut |e| {

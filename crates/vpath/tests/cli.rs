@@ -47,6 +47,34 @@ fn analyze_strace_capture_gives_exact_paths_as_jsonl() {
 }
 
 #[test]
+fn max_depth_cuts_paths_and_says_so() {
+    // The same capture, three levels deep (client -> middle -> backend), cut
+    // to two: every backend span is cut off, counted, and the paths say so.
+    let cap = repo().join("crates/vpath-import/tests/data/strace/tiers-v4.strace");
+    let out = run(vpath()
+        .args(["analyze", "--format", "jsonl", "--max-depth", "2"])
+        .arg(&cap));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 6);
+    for p in &lines {
+        assert_eq!(p["complete"], false, "{p}");
+        let mid = &p["root"]["children"][0];
+        assert!(mid["children"].as_array().unwrap().is_empty(), "{p}");
+        assert_eq!(mid["issues"], serde_json::json!(["depth-limit"]), "{p}");
+    }
+    let err = text(&out.stderr);
+    assert!(err.contains("6 paths (0 complete, 6 incomplete)"), "{err}");
+    assert!(
+        err.contains("12 spans cut off below the depth limit"),
+        "{err}"
+    );
+}
+
+#[test]
 fn analyze_seed_example_is_honest_about_a_fragment() {
     let seed = repo().join("crates/vpath-import/tests/data/seed/xen-log-example.txt");
     let out = run(vpath().arg("analyze").arg(&seed));
