@@ -18,6 +18,7 @@ mod clock;
 mod error;
 mod filters;
 pub mod order;
+mod priority;
 pub mod raw;
 mod recorder;
 
@@ -26,6 +27,7 @@ pub use error::RecordError;
 pub use filters::{
     netns_inode, netns_of_pid, CgroupFilter, Filters, CGROUP2_ROOT, MAX_PIDS, MAX_PORTS,
 };
+pub use priority::ThreadPriority;
 pub use raw::{parse_record, RawError};
 /// A [`Recorder`] can be moved to a polling thread.
 const _: fn() = || {

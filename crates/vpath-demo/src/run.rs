@@ -680,6 +680,11 @@ impl Ctx<'_> {
         let h = an.add_host("vapp", true);
         let mut paths = Vec::new();
         self.go(cpid)?;
+        // This thread drains the ring and analyzes; at high concurrency
+        // hundreds of vApp threads compete with it for two CPUs and the ring
+        // overflows. Raise its priority while it records (after the last
+        // spawn: children would inherit it).
+        let _boost = vpath_bpf::ThreadPriority::raise(vpath_bpf::ThreadPriority::READER_NICE);
         let timeout = self.opts.accuracy_duration + Duration::from_secs(30);
         let client = self.finish_client(cpid, dir, CLIENT, timeout, || {
             rec.poll(&mut |r: Record| an.push(h, &r))

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use vpath_bpf::{CgroupFilter, ContentCapture, Filters, Recorder, RecorderOptions};
+use vpath_bpf::{CgroupFilter, ContentCapture, Filters, Recorder, RecorderOptions, ThreadPriority};
 use vpath_core::{Analyzer, Config, Record};
 use vpath_io::sink::render_tree;
 use vpath_log::{header_flags, Clock, EndStats, Header, LogWriter};
@@ -95,6 +95,7 @@ struct Capture {
     child: Option<Child>,
     deadline: Option<Instant>,
     stop: Arc<AtomicBool>,
+    _priority: ThreadPriority,
 }
 
 impl Capture {
@@ -123,11 +124,15 @@ impl Capture {
         let deadline = args
             .duration
             .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+        // This thread drains the ring: keep it from being starved by the
+        // workload (after the spawn, which would inherit it).
+        let priority = ThreadPriority::raise(ThreadPriority::READER_NICE);
         Ok(Capture {
             rec,
             child,
             deadline,
             stop,
+            _priority: priority,
         })
     }
 
