@@ -42,71 +42,16 @@ JAVA=${JAVA:-$(readlink -f "$(command -v java || echo /usr/bin/java)")}
 
 PACKAGES=(tomcat10 libmariadb-java default-jre-headless mariadb-server mariadb-client apache2-utils curl)
 
-log() { printf '[stack %s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+# shellcheck source=../lib.sh
+. "$HERE/../lib.sh"
+LAUNCH_WAIT=120
 
-# --- processes, by pid file ------------------------------------------------------------------------------------
-
-# pid_of NAME: the pid in $D/run/NAME.pid if that process is alive and runs the expected binary, else nothing.
-pid_of() {
-  local f=$D/run/$1.pid pid exe
-  [[ -s $f ]] || return 0
-  pid=$(<"$f")
-  [[ -d /proc/$pid ]] || return 0
-  exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
-  case $1:$exe in
-    mariadb:*mariadbd* | tomcat:*java*) echo "$pid" ;;
+# The program each pid file must name (lib.sh's pid_of).
+expected_program() {
+  case $1:$2 in
+    mariadb:*mariadbd* | tomcat:*java*) return 0 ;;
   esac
-}
-
-port_busy() { ss -Hltn "sport = :$1" | grep -q .; }
-
-wait_port() { # wait_port PORT NAME PID SECONDS
-  local i
-  for ((i = 0; i < $4 * 10; i++)); do
-    ss -Hltn "src $IP:$1" | grep -q . && return 0
-    kill -0 "$3" 2>/dev/null || die "$2 exited during start; see its log under $D/log"
-    sleep 0.1
-  done
-  die "$2 is not listening on $IP:$1 after $4 s; see $D/log"
-}
-
-# launch NAME PORT CMD...: start CMD in its own session, record its pid, wait for the port.
-launch() {
-  local name=$1 port=$2 pid
-  shift 2
-  if [[ -n $(pid_of "$name") ]]; then
-    log "$name already running (pid $(pid_of "$name"))"
-    return 0
-  fi
-  port_busy "$port" && die "port $port is taken by a process this script did not start (ss -ltnp sport = :$port)"
-  setsid "$@" >>"$D/log/$name.out" 2>&1 </dev/null &
-  pid=$!
-  echo "$pid" >"$D/run/$name.pid"
-  wait_port "$port" "$name" "$pid" 120
-  log "$name up on $IP:$port (pid $pid)"
-}
-
-stop_one() {
-  local name=$1 pid i
-  pid=$(pid_of "$name")
-  if [[ -z $pid ]]; then
-    rm -f "$D/run/$name.pid"
-    return 0
-  fi
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 300; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "$name (pid $pid) ignored TERM for 30 s; KILL"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$D/run/$name.pid"
-  log "$name stopped (pid $pid)"
+  return 1
 }
 
 # --- configuration -------------------------------------------------------------------------------------------
@@ -210,7 +155,7 @@ cmd_install() {
 sql_root() { mariadb --no-defaults --socket="$D/mysql/mysqld.sock" -uroot -N -B -e "$1"; }
 
 start_mariadb() {
-  launch mariadb "$DB_PORT" /usr/sbin/mariadbd --no-defaults --user=mysql --datadir="$D/mysql/data" \
+  launch_local mariadb "$DB_PORT" /usr/sbin/mariadbd --no-defaults --user=mysql --datadir="$D/mysql/data" \
     --bind-address=$IP --port="$DB_PORT" --socket="$D/mysql/mysqld.sock" --pid-file="$D/mysql/mariadb.internal.pid" \
     --log-error="$D/mysql/error.log" --general-log=1 --general-log-file="$D/mysql/general.log" \
     --log-output=FILE --skip-name-resolve --innodb-buffer-pool-size=128M --max-connections=300 \
@@ -218,7 +163,7 @@ start_mariadb() {
 }
 
 start_tomcat() {
-  launch tomcat "$HTTP_PORT" setpriv --reuid=tomcat --regid=tomcat --init-groups \
+  launch_local tomcat "$HTTP_PORT" setpriv --reuid=tomcat --regid=tomcat --init-groups \
     "$JAVA" -Xms128m -Xmx512m -Djava.awt.headless=true \
     -Djava.util.logging.config.file="$CB/conf/logging.properties" \
     -Djava.util.logging.manager=org.apache.juli.ClassLoaderLogManager \

@@ -44,10 +44,8 @@ PGBIN=/usr/lib/postgresql/15/bin
 PY=$D/venv/bin/python
 PIP_PACKAGES=(wagtail gunicorn 'psycopg[binary]')
 
-log() { printf '[stack %s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+# shellcheck source=../lib.sh
+. "$HERE/../lib.sh"
 
 # --- hosts: one network namespace each, veth to a bridge in a namespace of its own ----------------------------
 
@@ -86,19 +84,13 @@ in_ns() { local h=$1; shift; ip netns exec "$P$h" "$@"; }
 
 # --- processes, by pid file ------------------------------------------------------------------------------------
 
-# pid_of NAME: the pid in $D/run/NAME.pid if that process is alive and runs the expected program, else nothing.
-pid_of() {
-  local f=$D/run/$1.pid pid exe cmd
-  [[ -s $f ]] || return 0
-  pid=$(<"$f")
-  [[ -d /proc/$pid ]] || return 0
-  exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
-  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
-  case $1:$exe in
-    postgres:*postgres*) echo "$pid" ;;
-    gunicorn:*python*) [[ $cmd == *gunicorn* ]] && echo "$pid" ;;
+# The program each pid file must name (lib.sh's pid_of).
+expected_program() {
+  case $1:$2 in
+    postgres:*postgres*) return 0 ;;
+    gunicorn:*python*) [[ $3 == *gunicorn* ]] ;;
+    *) return 1 ;;
   esac
-  return 0
 }
 
 listening() { in_ns "$1" ss -Hltn "src $2:$3" | grep -q .; }
@@ -123,26 +115,6 @@ launch() {
   done
   listening "$host" "$ip" "$port" || die "$name is not listening on $ip:$port after 60 s; see $D/log"
   log "$name up on $ip:$port in $P$host (pid $pid)"
-}
-
-stop_one() {
-  local name=$1 pid i
-  pid=$(pid_of "$name")
-  if [[ -z $pid ]]; then
-    rm -f "$D/run/$name.pid"
-    return 0
-  fi
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 300; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "$name (pid $pid) ignored TERM for 30 s; KILL"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$D/run/$name.pid"
-  log "$name stopped (pid $pid)"
 }
 
 # --- PostgreSQL ------------------------------------------------------------------------------------------------
