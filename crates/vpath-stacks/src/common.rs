@@ -114,3 +114,60 @@ pub fn completeness<'a>(
         })
         .collect()
 }
+
+/// One finding as the checkers print it: kind, path number, item (page) number, detail.
+pub trait FindingRow {
+    fn row(&self) -> (&str, Option<u64>, Option<u32>, &str);
+}
+
+/// What every checker binary prints after its own table: one line per finding (`id` names the item column),
+/// how many were left out, then the report as one JSON object on the last line (also written to `json_to`).
+/// Writes everything to stdout at once; a closed pipe (`| head`) is not an error.
+pub fn print_findings_and_json<F: FindingRow, R: serde::Serialize>(
+    mut out: String,
+    id: &str,
+    findings: &[F],
+    findings_total: usize,
+    report: &R,
+    json_to: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use std::fmt::Write as _;
+    use std::io::Write as _;
+    let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    for f in findings {
+        let (kind, path, item, detail) = f.row();
+        let _ = writeln!(
+            out,
+            "  {kind:<20} path {:<8} {id} {:<5} {detail}",
+            dash(path.map(|p| p.to_string())),
+            dash(item.map(|p| p.to_string())),
+        );
+    }
+    if findings_total > findings.len() {
+        let _ = writeln!(
+            out,
+            "  ... {} more findings",
+            findings_total - findings.len()
+        );
+    }
+    let json = serde_json::to_string(report)?;
+    if let Some(f) = json_to {
+        std::fs::write(f, format!("{json}\n"))
+            .with_context(|| format!("writing {}", f.display()))?;
+    }
+    let _ = writeln!(out, "{json}");
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    Ok(())
+}
+
+/// A checker binary's exit: 0, or 1 with `strict` when not every path was exact, or 2 with the error.
+pub fn exit_with(name: &str, strict: bool, result: anyhow::Result<bool>) -> ! {
+    match result {
+        Ok(all) => std::process::exit(if strict && !all { 1 } else { 0 }),
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            std::process::exit(2)
+        }
+    }
+}

@@ -363,6 +363,12 @@ pub struct Finding {
     pub detail: String,
 }
 
+impl crate::common::FindingRow for Finding {
+    fn row(&self) -> (&str, Option<u64>, Option<u32>, &str) {
+        (self.kind, self.path, self.item, &self.detail)
+    }
+}
+
 /// The verdict for one stack run.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {

@@ -12,8 +12,8 @@ use clap::Parser;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::BufReader;
-use std::io::Write as _;
 use std::path::PathBuf;
+use vpath_stacks::common::{exit_with, print_findings_and_json};
 use vpath_stacks::{genlog, mediawiki, names, read_paths, Proto};
 
 #[derive(Parser)]
@@ -145,41 +145,19 @@ fn run(a: Args) -> Result<bool> {
         rep.surplus_queries,
         rep.non_page_path_page_queries
     );
-    for f in &rep.findings {
-        let _ = writeln!(
-            out,
-            "  {:<20} path {:<8} page {:<5} {}",
-            f.kind,
-            f.path.map_or("-".into(), |p| p.to_string()),
-            f.page.map_or("-".into(), |p| p.to_string()),
-            f.detail
-        );
-    }
-    if rep.findings_total > rep.findings.len() {
-        let _ = writeln!(
-            out,
-            "  ... {} more findings",
-            rep.findings_total - rep.findings.len()
-        );
-    }
-    let json = serde_json::to_string(&rep)?;
-    if let Some(f) = &a.json {
-        fs::write(f, format!("{json}\n")).with_context(|| format!("writing {}", f.display()))?;
-    }
-    let _ = writeln!(out, "{json}");
-    // a closed pipe (`| head`) is not an error worth a panic
-    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    print_findings_and_json(
+        out,
+        "page",
+        &rep.findings,
+        rep.findings_total,
+        &rep,
+        a.json.as_deref(),
+    )?;
     Ok(rep.all_exact())
 }
 
 fn main() {
     let a = Args::parse();
     let strict = a.strict;
-    match run(a) {
-        Ok(all) => std::process::exit(if strict && !all { 1 } else { 0 }),
-        Err(e) => {
-            eprintln!("vpath-check-mediawiki: {e:#}");
-            std::process::exit(2)
-        }
-    }
+    exit_with("vpath-check-mediawiki", strict, run(a));
 }

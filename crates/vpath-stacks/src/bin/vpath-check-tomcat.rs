@@ -12,8 +12,8 @@ use clap::Parser;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::BufReader;
-use std::io::Write as _;
 use std::path::PathBuf;
+use vpath_stacks::common::{exit_with, print_findings_and_json};
 use vpath_stacks::{genlog, read_paths, tomcat, Proto};
 
 #[derive(Parser)]
@@ -159,40 +159,19 @@ fn run(a: Args) -> Result<bool> {
         "  item paths lacking a statement of their own connection that names no item: {} ({} statements; {} of those paths marked complete)",
         rep.unnamed_missing_paths, rep.unnamed_missing_queries, rep.complete_but_lacking
     );
-    for f in &rep.findings {
-        let _ = writeln!(
-            out,
-            "  {:<20} path {:<8} item {:<5} {}",
-            f.kind,
-            f.path.map_or("-".into(), |p| p.to_string()),
-            f.item.map_or("-".into(), |p| p.to_string()),
-            f.detail
-        );
-    }
-    if rep.findings_total > rep.findings.len() {
-        let _ = writeln!(
-            out,
-            "  ... {} more findings",
-            rep.findings_total - rep.findings.len()
-        );
-    }
-    let json = serde_json::to_string(&rep)?;
-    if let Some(f) = &a.json {
-        fs::write(f, format!("{json}\n")).with_context(|| format!("writing {}", f.display()))?;
-    }
-    let _ = writeln!(out, "{json}");
-    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    print_findings_and_json(
+        out,
+        "item",
+        &rep.findings,
+        rep.findings_total,
+        &rep,
+        a.json.as_deref(),
+    )?;
     Ok(rep.all_exact())
 }
 
 fn main() {
     let a = Args::parse();
     let strict = a.strict;
-    match run(a) {
-        Ok(all) => std::process::exit(if strict && !all { 1 } else { 0 }),
-        Err(e) => {
-            eprintln!("vpath-check-tomcat: {e:#}");
-            std::process::exit(2)
-        }
-    }
+    exit_with("vpath-check-tomcat", strict, run(a));
 }
