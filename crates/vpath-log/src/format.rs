@@ -8,7 +8,7 @@ pub const VERSION_MAJOR: u16 = 1;
 /// The minor format version this crate writes. Minor versions only add
 /// things older readers may ignore (record kinds >= 0x80, trailing bytes in
 /// record bodies).
-pub const VERSION_MINOR: u16 = 1;
+pub const VERSION_MINOR: u16 = 2;
 
 /// Size of the fixed file-header prefix: magic, major, minor, body length.
 pub const FILE_PREFIX_LEN: usize = 16;
@@ -34,6 +34,10 @@ pub mod kind {
     pub const END: u8 = 6;
     pub const RESET: u8 = 7;
     pub const FIRST_SKIPPABLE: u8 = 0x80;
+    /// A label definition (format 1.2): `varint id, label`. Skippable: a
+    /// 1.1 reader skips it and ignores the references (data kind 3), so it
+    /// reads a 1.2 log without its labels.
+    pub const LABEL: u8 = 0x80;
 
     pub fn name(k: u8) -> &'static str {
         match k {
@@ -44,6 +48,7 @@ pub mod kind {
             CHECKPOINT => "Checkpoint",
             END => "End",
             RESET => "Reset",
+            LABEL => "Label",
             k if k >= FIRST_SKIPPABLE => "skippable",
             _ => "unknown",
         }
@@ -57,7 +62,13 @@ pub mod data_kind {
     /// A protocol label: `u8 reply, string protocol, string name, varint n,
     /// n x (string key, string value)`.
     pub const LABEL: u8 = 2;
+    /// A label defined earlier by a Label record (format 1.2): `varint id`.
+    pub const LABEL_REF: u8 = 3;
 }
+
+/// Label ids are below this bound (the writer's table, and so the reader's,
+/// holds at most this many labels between Resets).
+pub const MAX_LABEL_ID: u64 = 1 << 14;
 
 /// Most raw bytes one event carries.
 pub const MAX_DATA_BYTES: usize = 64 * 1024;

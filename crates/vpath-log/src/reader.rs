@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::path::Path;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use vpath_core::{flags, Checkpoint, Data, Event, Label, Op, Record, Syscall, ThreadInfo};
@@ -57,6 +58,8 @@ pub struct LogReader<R: Read> {
     prev_ts: u64,
     sockets: Vec<SockSlot>,
     threads: FxHashMap<u32, (u32, u64)>,
+    /// Labels by id, since the start or the last Reset (format 1.2).
+    labels: Vec<Arc<Label>>,
     /// A direct-mapped cache of `threads`: slot `tid % THREAD_CACHE`.
     thread_cache: Box<[ThreadCacheSlot; THREAD_CACHE]>,
     end: Option<EndStats>,
@@ -194,9 +197,39 @@ impl<'a> Body<'a> {
 /// `decode_event`).
 #[cold]
 #[inline(never)]
-/// Reads an Event record's data extension (format 1.1). Unknown data kinds
+/// A label's body: `u8 reply, string protocol, string name, varint n, n x
+/// (string key, string value)`.
+fn decode_label(b: &mut Body<'_>) -> Result<Label, LogError> {
+    let reply = b.array::<1>("label reply flag")?[0] & 1 != 0;
+    let protocol = b.string("label protocol", MAX_LABEL_KEY)?;
+    let name = b.string("label name", MAX_LABEL_VALUE)?;
+    let at_n = b.p;
+    let n = b.varint("label attribute count")?;
+    if n > MAX_LABEL_ATTRS as u64 {
+        return Err(malformed(
+            b.base + at_n as u64,
+            b.what,
+            format!("label has {n} attributes, more than the maximum {MAX_LABEL_ATTRS}"),
+        ));
+    }
+    let mut attrs = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let k = b.string("label attribute key", MAX_LABEL_KEY)?;
+        let v = b.string("label attribute value", MAX_LABEL_VALUE)?;
+        attrs.push((k.into(), v));
+    }
+    Ok(Label {
+        protocol: protocol.into(),
+        name,
+        attrs,
+        reply,
+    })
+}
+
+/// Reads an Event record's data extension (format 1.1; label references
+/// 1.2). Unknown data kinds
 /// (of later minor versions) are skipped.
-fn decode_data(b: &mut Body<'_>) -> Result<Option<Box<Data>>, LogError> {
+fn decode_data(b: &mut Body<'_>, labels: &[Arc<Label>]) -> Result<Option<Box<Data>>, LogError> {
     let at = b.p;
     let kind = b.array::<1>("data kind")?[0];
     let d = match kind {
@@ -216,31 +249,22 @@ fn decode_data(b: &mut Body<'_>) -> Result<Option<Box<Data>>, LogError> {
                 bytes: bytes.into(),
             }
         }
-        data_kind::LABEL => {
-            let reply = b.array::<1>("label reply flag")?[0] & 1 != 0;
-            let protocol = b.string("label protocol", MAX_LABEL_KEY)?;
-            let name = b.string("label name", MAX_LABEL_VALUE)?;
-            let at_n = b.p;
-            let n = b.varint("label attribute count")?;
-            if n > MAX_LABEL_ATTRS as u64 {
-                return Err(malformed(
-                    b.base + at_n as u64,
-                    b.what,
-                    format!("label has {n} attributes, more than the maximum {MAX_LABEL_ATTRS}"),
-                ));
+        data_kind::LABEL => Data::Label(Arc::new(decode_label(b)?)),
+        data_kind::LABEL_REF => {
+            let id = b.varint("label id")?;
+            match labels.get(id as usize) {
+                Some(l) if id < MAX_LABEL_ID => Data::Label(Arc::clone(l)),
+                _ => {
+                    return Err(malformed(
+                        b.base + at as u64,
+                        b.what,
+                        format!(
+                            "label id {id} has no Label record before it ({} defined since the start or the last Reset)",
+                            labels.len()
+                        ),
+                    ))
+                }
             }
-            let mut attrs = Vec::with_capacity(n as usize);
-            for _ in 0..n {
-                let k = b.string("label attribute key", MAX_LABEL_KEY)?;
-                let v = b.string("label attribute value", MAX_LABEL_VALUE)?;
-                attrs.push((k.into(), v));
-            }
-            Data::Label(std::sync::Arc::new(Label {
-                protocol: protocol.into(),
-                name,
-                attrs,
-                reply,
-            }))
         }
         _ => return Ok(None),
     };
@@ -271,6 +295,7 @@ fn body_what(k: u8) -> &'static str {
         kind::CHECKPOINT => "Checkpoint record body",
         kind::END => "End record body",
         kind::RESET => "Reset record body",
+        kind::LABEL => "Label record body",
         _ => "record body",
     }
 }
@@ -408,6 +433,7 @@ impl<R: Read> LogReader<R> {
             prev_ts: 0,
             sockets: Vec::new(),
             threads: FxHashMap::default(),
+            labels: Vec::new(),
             thread_cache: Box::new([ThreadCacheSlot::default(); THREAD_CACHE]),
             end: None,
             events: 0,
@@ -691,7 +717,31 @@ impl<R: Read> LogReader<R> {
                 });
                 Ok(None)
             }
+            kind::LABEL => {
+                let mut b = Body {
+                    b: &self.buf[bs..be],
+                    p: 0,
+                    base: base + bs as u64,
+                    what: "Label record",
+                };
+                let id = b.varint("label id")?;
+                // Writers allocate ids densely: a new id is the next one.
+                if id != self.labels.len() as u64 || id >= MAX_LABEL_ID {
+                    return Err(malformed(
+                        b.base,
+                        "Label record",
+                        format!(
+                            "label id {id} is not the next id ({}) or not below {MAX_LABEL_ID}",
+                            self.labels.len()
+                        ),
+                    ));
+                }
+                let l = decode_label(&mut b)?;
+                self.labels.push(Arc::new(l));
+                Ok(None)
+            }
             kind::RESET => {
+                self.labels.clear();
                 self.sockets.clear();
                 self.threads.clear();
                 self.thread_cache.fill(ThreadCacheSlot::default());
@@ -853,7 +903,7 @@ impl<R: Read> LogReader<R> {
                 base: self.buf_offset + p as u64,
                 what: WHAT,
             };
-            e.data = decode_data(&mut b)?;
+            e.data = decode_data(&mut b, &self.labels)?;
         }
         if fl & flags::SEQ != 0 {
             slot.exp_seq[d] = seq_after(&e);

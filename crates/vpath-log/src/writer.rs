@@ -4,7 +4,9 @@ use std::io::Write;
 use std::net::SocketAddr;
 
 use rustc_hash::FxHashMap;
-use vpath_core::{flags, Checkpoint, Data, Event, Op, Record, ThreadInfo};
+use std::sync::Arc;
+
+use vpath_core::{flags, Checkpoint, Data, Event, Label, Op, Record, ThreadInfo};
 
 use crate::error::WriteError;
 use crate::format::*;
@@ -20,6 +22,9 @@ pub struct WriterOptions {
     pub max_sockets: usize,
     /// At most this many threads are interned at once; likewise.
     pub max_threads: usize,
+    /// At most this many labels are interned at once; likewise. Bounded by
+    /// [`MAX_LABEL_ID`].
+    pub max_labels: usize,
 }
 
 impl Default for WriterOptions {
@@ -28,6 +33,7 @@ impl Default for WriterOptions {
             block_bytes: 64 << 10,
             max_sockets: 1 << 16,
             max_threads: 1 << 16,
+            max_labels: 4096,
         }
     }
 }
@@ -59,6 +65,12 @@ pub struct LogWriter<W: Write> {
     free_ids: Vec<u32>,
     next_id: u32,
     threads: FxHashMap<u32, (u32, u64)>,
+    /// Labels defined since the start or the last Reset, by the address of
+    /// their shared reading (the Arc kept here, so that the address cannot
+    /// be reused for another label while it names this one): the id.
+    labels: FxHashMap<usize, (u32, Arc<Label>)>,
+    /// An event's data extension or a new label's body, being encoded.
+    ext: Vec<u8>,
     events: u64,
     poisoned: bool,
 }
@@ -109,40 +121,39 @@ fn put_str(out: &mut Vec<u8>, s: &str, what: &'static str, max: usize) -> Result
     Ok(())
 }
 
-/// Appends an event's data extension (format 1.1, see FORMAT.md).
-fn put_data(out: &mut Vec<u8>, d: &Data) -> Result<(), WriteError> {
-    match d {
-        Data::Bytes { offset, bytes } => {
-            if bytes.len() > MAX_DATA_BYTES {
-                return Err(WriteError::TooLong {
-                    what: "event data",
-                    len: bytes.len(),
-                    max: MAX_DATA_BYTES,
-                });
-            }
-            out.push(data_kind::BYTES);
-            varint::put(out, *offset as u64);
-            varint::put(out, bytes.len() as u64);
-            out.extend_from_slice(bytes);
-        }
-        Data::Label(l) => {
-            if l.attrs.len() > MAX_LABEL_ATTRS {
-                return Err(WriteError::TooLong {
-                    what: "label attributes",
-                    len: l.attrs.len(),
-                    max: MAX_LABEL_ATTRS,
-                });
-            }
-            out.push(data_kind::LABEL);
-            out.push(u8::from(l.reply));
-            put_str(out, &l.protocol, "label protocol", MAX_LABEL_KEY)?;
-            put_str(out, &l.name, "label name", MAX_LABEL_VALUE)?;
-            varint::put(out, l.attrs.len() as u64);
-            for (k, v) in &l.attrs {
-                put_str(out, k, "label attribute key", MAX_LABEL_KEY)?;
-                put_str(out, v, "label attribute value", MAX_LABEL_VALUE)?;
-            }
-        }
+/// Appends an event's raw-bytes data extension (format 1.1, see FORMAT.md).
+fn put_bytes(out: &mut Vec<u8>, offset: u32, bytes: &[u8]) -> Result<(), WriteError> {
+    if bytes.len() > MAX_DATA_BYTES {
+        return Err(WriteError::TooLong {
+            what: "event data",
+            len: bytes.len(),
+            max: MAX_DATA_BYTES,
+        });
+    }
+    out.push(data_kind::BYTES);
+    varint::put(out, offset as u64);
+    varint::put(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// Appends a label's body (`u8 reply, string protocol, string name, varint
+/// n, n x (string key, string value)`: the Label record after its id).
+fn put_label(out: &mut Vec<u8>, l: &Label) -> Result<(), WriteError> {
+    if l.attrs.len() > MAX_LABEL_ATTRS {
+        return Err(WriteError::TooLong {
+            what: "label attributes",
+            len: l.attrs.len(),
+            max: MAX_LABEL_ATTRS,
+        });
+    }
+    out.push(u8::from(l.reply));
+    put_str(out, &l.protocol, "label protocol", MAX_LABEL_KEY)?;
+    put_str(out, &l.name, "label name", MAX_LABEL_VALUE)?;
+    varint::put(out, l.attrs.len() as u64);
+    for (k, v) in &l.attrs {
+        put_str(out, k, "label attribute key", MAX_LABEL_KEY)?;
+        put_str(out, v, "label attribute value", MAX_LABEL_VALUE)?;
     }
     Ok(())
 }
@@ -191,6 +202,7 @@ impl<W: Write> LogWriter<W> {
             block_bytes: opts.block_bytes.clamp(1, MAX_BLOCK_PAYLOAD as usize / 2),
             max_sockets: opts.max_sockets.clamp(1, MAX_SOCKET_ID as usize),
             max_threads: opts.max_threads.max(1),
+            max_labels: opts.max_labels.clamp(1, MAX_LABEL_ID as usize),
         };
         Ok(LogWriter {
             inner: Some(w),
@@ -204,6 +216,8 @@ impl<W: Write> LogWriter<W> {
             free_ids: Vec::new(),
             next_id: 0,
             threads: FxHashMap::default(),
+            labels: FxHashMap::default(),
+            ext: Vec::with_capacity(256),
             events: 0,
             poisoned: false,
         })
@@ -260,21 +274,78 @@ impl<W: Write> LogWriter<W> {
 
     pub fn write_event(&mut self, e: &Event) -> Result<(), WriteError> {
         self.check()?;
-        // The data extension is encoded (and checked) before anything is
-        // interned, so that an error leaves the stream consistent.
-        let mut ext = Vec::new();
-        if let Some(d) = e.data.as_deref() {
-            put_data(&mut ext, d)?;
+        // The data extension (raw bytes) or a new label's body is encoded,
+        // and so checked, before anything is interned, so that an error
+        // leaves the stream consistent.
+        let mut ext = std::mem::take(&mut self.ext);
+        ext.clear();
+        let mut new_label = None;
+        let mut label_id = None;
+        let r = match e.data.as_deref() {
+            Some(Data::Bytes { offset, bytes }) => put_bytes(&mut ext, *offset, bytes),
+            Some(Data::Label(l)) => {
+                let key = Arc::as_ptr(l) as usize;
+                match self.labels.get(&key) {
+                    Some(&(id, _)) => {
+                        label_id = Some(id);
+                        Ok(())
+                    }
+                    None => {
+                        new_label = Some((key, l));
+                        put_label(&mut ext, l)
+                    }
+                }
+            }
+            None => Ok(()),
+        };
+        if let Err(err) = r {
+            self.ext = ext;
+            return Err(err);
         }
+        let r = self.write_event_with(e, &mut ext, new_label, label_id);
+        self.ext = ext;
+        r
+    }
+
+    /// [`LogWriter::write_event`] once `ext` holds the event's raw-bytes
+    /// extension or, with `new_label`, the body of a label not yet defined.
+    fn write_event_with<'e>(
+        &mut self,
+        e: &'e Event,
+        ext: &mut Vec<u8>,
+        new_label: Option<(usize, &'e Arc<Label>)>,
+        mut label_id: Option<u32>,
+    ) -> Result<(), WriteError> {
         // Decide on a reset first: it clears both tables, so it must come
         // before either kind of interning record of this event.
         let known_thread = self.threads.get(&e.tid).copied();
         let known_sock = self.sockets.contains_key(&e.sock);
         if (known_thread.is_none() && self.threads.len() >= self.opts.max_threads)
             || (!known_sock && self.sockets.len() >= self.opts.max_sockets)
+            || (new_label.is_some() && self.labels.len() >= self.opts.max_labels)
         {
             self.reset();
-            return self.write_event(e);
+            let new_label = match (new_label, e.data.as_deref()) {
+                // Known before the reset: defined again.
+                (None, Some(Data::Label(l))) => {
+                    ext.clear();
+                    put_label(ext, l)?;
+                    Some((Arc::as_ptr(l) as usize, l))
+                }
+                (n, _) => n,
+            };
+            return self.write_event_with(e, ext, new_label, None);
+        }
+        if let Some((key, l)) = new_label {
+            // Ids are dense: a new label takes the next one.
+            let id = self.labels.len() as u32;
+            let mut b = [0u8; 10];
+            let mut n = 0;
+            varint::put_arr(&mut b, &mut n, id as u64);
+            self.push_record2(kind::LABEL, &b[..n], ext);
+            self.labels.insert(key, (id, Arc::clone(l)));
+            ext.clear();
+            label_id = Some(id);
         }
         if known_thread != Some((e.pid, e.cgroup)) {
             let mut b = [0u8; 30];
@@ -341,12 +412,12 @@ impl<W: Write> LogWriter<W> {
         } else {
             varint::put_arr(&mut b, &mut n, e.seq as u64);
         }
-        if ext.is_empty() {
-            self.push_record(kind::EVENT, &b[..n]);
-        } else {
-            ext.splice(0..0, b[..n].iter().copied());
-            self.push_record(kind::EVENT, &ext);
+        if let Some(id) = label_id {
+            b[n] = data_kind::LABEL_REF;
+            n += 1;
+            varint::put_arr(&mut b, &mut n, id as u64);
         }
+        self.push_record2(kind::EVENT, &b[..n], ext);
         self.prev_ts = e.ts_ns;
         self.events += 1;
         if e.op == Op::Close {
@@ -375,6 +446,7 @@ impl<W: Write> LogWriter<W> {
         self.threads.clear();
         self.free_ids.clear();
         self.next_id = 0;
+        self.labels.clear();
     }
 
     #[inline]
@@ -382,6 +454,15 @@ impl<W: Write> LogWriter<W> {
         self.buf.push(k);
         varint::put(&mut self.buf, body.len() as u64);
         self.buf.extend_from_slice(body);
+    }
+
+    /// A record whose body is `a` then `b`.
+    #[inline]
+    fn push_record2(&mut self, k: u8, a: &[u8], b: &[u8]) {
+        self.buf.push(k);
+        varint::put(&mut self.buf, (a.len() + b.len()) as u64);
+        self.buf.extend_from_slice(a);
+        self.buf.extend_from_slice(b);
     }
 
     fn check(&self) -> Result<(), WriteError> {

@@ -218,6 +218,7 @@ fn writer_memory_stays_bounded_and_resets_round_trip() {
         block_bytes: 512,
         max_sockets: 16,
         max_threads: 8,
+        max_labels: 4,
     };
     let bytes = encode_with(&recs, opts, stats(2000));
     let (got, end) = read_all(&bytes);
@@ -729,6 +730,28 @@ fn arb_record() -> impl Strategy<Value = Record> {
     ]
 }
 
+/// Makes labelled events share readings, as the recorder's labeler does: the
+/// i-th labelled event takes the label of an earlier labelled event picked
+/// by `picks[i]` (when there is one), the same `Arc`.
+fn share_labels(mut recs: Vec<Record>, picks: &[prop::sample::Index]) -> Vec<Record> {
+    let mut seen: Vec<std::sync::Arc<Label>> = Vec::new();
+    let mut k = 0;
+    for r in &mut recs {
+        if let Record::Event(e) = r {
+            if let Some(Data::Label(l)) = e.data.as_deref_mut() {
+                match picks.get(k) {
+                    Some(i) if !seen.is_empty() && k % 3 != 0 => {
+                        *l = seen[i.index(seen.len())].clone()
+                    }
+                    _ => seen.push(l.clone()),
+                }
+                k += 1;
+            }
+        }
+    }
+    recs
+}
+
 /// Makes runs of events on the same socket look like a real stream: the
 /// next position follows from the previous event (exercises seq deltas).
 fn streamify(mut recs: Vec<Record>) -> Vec<Record> {
@@ -758,9 +781,12 @@ proptest! {
         block_bytes in 1usize..400,
         max_sockets in 1usize..8,
         max_threads in 1usize..8,
+        max_labels in 1usize..4,
+        shared in prop::collection::vec(any::<prop::sample::Index>(), 0..120),
         end in any::<(u64, u64, u64)>(),
     ) {
-        let opts = WriterOptions { block_bytes, max_sockets, max_threads };
+        let recs = share_labels(recs, &shared);
+        let opts = WriterOptions { block_bytes, max_sockets, max_threads, max_labels };
         let stats = EndStats { events_emitted: end.0, events_written: end.1, events_lost: end.2 };
         let bytes = encode_with(&recs, opts, stats);
         let (got, res) = read_all(&bytes);
@@ -819,7 +845,7 @@ fn format_is_stable_against_stored_logs() {
     // current one).
     let recs = sample();
     let bytes = encode_with(&recs, small_blocks(), stats(n_events(&recs)));
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sample-v1.1.bin");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sample-v1.2.bin");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(path, &bytes).unwrap();
     }
@@ -831,6 +857,17 @@ fn format_is_stable_against_stored_logs() {
         stored == bytes,
         "the writer's output changed: bump the format version"
     );
+
+    // 1.1 wrote labels inline with each event: the same records.
+    let stored = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/sample-v1.1.bin"
+    ))
+    .unwrap();
+    assert_eq!(LogReader::new(&stored[..]).unwrap().version(), (1, 1));
+    let (got, end) = read_all(&stored);
+    assert_eq!(got, recs);
+    assert_eq!(end.unwrap(), Some(stats(n_events(&recs))));
 
     // 1.0 had no event data: the same records without it.
     let v10: Vec<Record> = recs
@@ -852,6 +889,109 @@ fn format_is_stable_against_stored_logs() {
     let (got, end) = read_all(&stored);
     assert_eq!(got, v10);
     assert_eq!(end.unwrap(), Some(stats(n_events(&v10))));
+}
+
+fn mysql_label(text: &str) -> std::sync::Arc<Label> {
+    std::sync::Arc::new(Label {
+        protocol: "mysql".into(),
+        name: "SELECT".into(),
+        attrs: vec![("db.query.text".into(), text.into())],
+        reply: false,
+    })
+}
+
+#[test]
+fn shared_labels_are_written_once_and_read_back_shared() {
+    // Three readings, each shared by many events (the labeler hands out one
+    // Arc per reading): each label is written once, events name it by id,
+    // and the reader hands back one Arc per label too.
+    let texts = [
+        "SELECT a FROM t WHERE b = ? AND c = ? ORDER BY d LIMIT ?",
+        "SELECT x, y, z FROM u JOIN v ON u.k = v.k WHERE v.w IN (?)",
+        "UPDATE t SET a = ? WHERE b = ?",
+    ];
+    let labels: Vec<_> = texts.iter().map(|t| mysql_label(t)).collect();
+    let mut recs = Vec::new();
+    for i in 0..3000u64 {
+        let mut e = ev(i * 10, 101, 0x1f, Op::Send, 80, (i * 80) as u32);
+        e.data = Some(Box::new(Data::Label(labels[(i % 3) as usize].clone())));
+        recs.push(Record::Event(e));
+    }
+    let bytes = encode_with(&recs, WriterOptions::default(), stats(3000));
+    let label_bytes: usize = texts.iter().map(|t| t.len()).sum();
+    assert!(
+        bytes.len() < 3000 * 14 + 2 * label_bytes,
+        "{} bytes for 3000 events and 3 labels",
+        bytes.len()
+    );
+    let (got, end) = read_all(&bytes);
+    assert!(end.unwrap().is_some());
+    assert_eq!(got, recs);
+    let arc_of = |r: &Record| match r {
+        Record::Event(e) => match e.data.as_deref() {
+            Some(Data::Label(l)) => l.clone(),
+            _ => panic!("no label"),
+        },
+        _ => panic!("not an event"),
+    };
+    assert!(std::sync::Arc::ptr_eq(
+        &arc_of(&got[0]),
+        &arc_of(&got[2997])
+    ));
+    assert!(!std::sync::Arc::ptr_eq(&arc_of(&got[0]), &arc_of(&got[1])));
+}
+
+#[test]
+fn label_table_cap_resets_and_round_trips() {
+    // More distinct labels than the table holds, revisited in turn: every
+    // reset forgets them, so each is defined again when next used.
+    let labels: Vec<_> = (0..10)
+        .map(|i| mysql_label(&format!("SELECT {i}")))
+        .collect();
+    let mut recs = Vec::new();
+    for i in 0..200u64 {
+        let mut e = ev(i * 10, 101, 0x1f, Op::Send, 8, (i * 8) as u32);
+        e.data = Some(Box::new(Data::Label(labels[(i * 7 % 10) as usize].clone())));
+        recs.push(Record::Event(e));
+    }
+    let opts = WriterOptions {
+        max_labels: 3,
+        block_bytes: 256,
+        ..WriterOptions::default()
+    };
+    let bytes = encode_with(&recs, opts, stats(200));
+    let (got, end) = read_all(&bytes);
+    assert!(end.unwrap().is_some());
+    assert_eq!(got, recs);
+}
+
+#[test]
+fn label_reference_without_definition_is_malformed() {
+    let mut e = ev(10, 5, 77, Op::Send, 1, 1);
+    e.data = Some(Box::new(Data::Label(mysql_label("SELECT 1"))));
+    let bytes = encode_with(&[Record::Event(e)], WriterOptions::default(), stats(1));
+    let (hdr, blocks) = split(&bytes);
+    // Payload: Label, ThreadState, Socket, Event, End; drop the Label.
+    let p = &blocks[0];
+    let mut at = Vec::new();
+    let mut i = 0;
+    while i < p.len() {
+        at.push((p[i], i));
+        i += 2 + p[i + 1] as usize; // all lengths here are < 128
+    }
+    let kinds: Vec<u8> = at.iter().map(|r| r.0).collect();
+    assert_eq!(kinds, [kind::LABEL, 3, 2, 1, 6]);
+    let payload = p[at[1].1..].to_vec();
+    let mut log = hdr.clone();
+    log.extend(block(0, &payload));
+    let (got, end) = read_all(&log);
+    assert!(got.is_empty());
+    let err = end.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("label id 0 has no Label record before it"),
+        "{err}"
+    );
 }
 
 #[test]
