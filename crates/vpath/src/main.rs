@@ -59,6 +59,33 @@ enum LiveFormat {
     Jsonl,
 }
 
+/// How the analyzer decides; shared by `analyze` and `live`.
+#[derive(clap::Args, Clone, Debug)]
+struct AnalysisArgs {
+    /// How long (ms, stream time) to wait for the other end of a link
+    /// before deciding it is unobserved. Must exceed clock skew between hosts.
+    #[arg(long, default_value_t = 5000)]
+    horizon_ms: u64,
+    /// Flush a span whose reply has been idle this long (ms, stream time).
+    #[arg(long, default_value_t = 1000)]
+    idle_flush_ms: u64,
+    /// Cut paths below this many levels of spans: the deepest span kept
+    /// says `depth-limit` and the spans cut are counted. The default keeps
+    /// `--format jsonl` within serde_json's default nesting limit.
+    #[arg(long, default_value_t = Config::default().max_depth, value_parser = clap::value_parser!(usize))]
+    max_depth: usize,
+}
+
+impl AnalysisArgs {
+    fn config(&self) -> Config {
+        Config {
+            horizon_ns: self.horizon_ms * 1_000_000,
+            idle_flush_ns: self.idle_flush_ms * 1_000_000,
+            max_depth: self.max_depth,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Discover paths in recorded logs (one file per host): vpath logs,
@@ -75,18 +102,8 @@ enum Cmd {
         /// Write to this file instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
-        /// How long (ms, stream time) to wait for the other end of a link
-        /// before deciding it is unobserved. Must exceed clock skew between hosts.
-        #[arg(long, default_value_t = 5000)]
-        horizon_ms: u64,
-        /// Flush a span whose reply has been idle this long (ms, stream time).
-        #[arg(long, default_value_t = 1000)]
-        idle_flush_ms: u64,
-        /// Cut paths below this many levels of spans: the deepest span kept
-        /// says `depth-limit` and the spans cut are counted. The default keeps
-        /// `--format jsonl` within serde_json's default nesting limit.
-        #[arg(long, default_value_t = Config::default().max_depth, value_parser = clap::value_parser!(usize))]
-        max_depth: usize,
+        #[command(flatten)]
+        analysis: AnalysisArgs,
         /// Also send the paths as OTLP/HTTP protobuf to this collector
         /// (`http://host[:port][/path]`; port 4318, path /v1/traces by default).
         #[arg(long, value_name = "URL")]
@@ -110,6 +127,8 @@ enum Cmd {
         /// thread; batches it cannot queue are dropped and reported at the end.
         #[arg(long, value_name = "URL")]
         otlp_endpoint: Option<String>,
+        #[command(flatten)]
+        analysis: AnalysisArgs,
         #[command(flatten)]
         capture: capture::CaptureArgs,
     },
@@ -179,9 +198,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             summary,
             output: out,
-            horizon_ms,
-            idle_flush_ms,
-            max_depth,
+            analysis,
             otlp_endpoint,
         } => {
             let mut sources = Vec::new();
@@ -204,11 +221,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let otlp = vpath_io::OtlpHttpSink::new(url)?;
                 sink = Box::new(vpath_io::Tee::new(sink, Box::new(otlp)));
             }
-            let config = Config {
-                horizon_ns: horizon_ms * 1_000_000,
-                idle_flush_ns: idle_flush_ms * 1_000_000,
-                max_depth,
-            };
+            let config = analysis.config();
             let mut errors = 0u64;
             let info = vpath_io::analyze(sources, config, sink.as_mut(), &mut |e| {
                 errors += 1;
@@ -229,11 +242,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Live {
             format,
             otlp_endpoint,
+            analysis,
             capture,
         } => capture::live(
             &capture,
             matches!(format, LiveFormat::Jsonl),
-            Config::default(),
+            analysis.config(),
             otlp_endpoint.as_deref(),
         ),
         Cmd::Demo {
