@@ -50,10 +50,22 @@ const volatile __u32 data_cap = 0;
 __u32 comm_gen = 0;
 
 /* ---- Maps. -------------------------------------------------------------- */
-struct {
+/* One ring per CPU: a probe reserves in the ring of the CPU it runs on
+ * (looked up once per invocation), so the CPUs never share a ring's lock or
+ * producer position. User space creates a ring per possible CPU, of its own
+ * size, puts it in RINGS and drains them all at every poll. The size here
+ * is only the template's: the kernel does not compare ring sizes. */
+struct vp_ring {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 8 << 20);
-} EVENTS SEC(".maps");
+	__uint(max_entries, 4096);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1); /* set at load: the possible CPUs */
+	__type(key, __u32);
+	__array(values, struct vp_ring);
+} RINGS SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -189,6 +201,14 @@ static __always_inline void vp_count(__u32 idx)
 		*c += 1;
 }
 
+/* This CPU's ring, or NULL if user space put none there (every record then
+ * counts as dropped). Programs run with migration disabled: the CPU stays. */
+static __always_inline void *vp_ring(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	return bpf_map_lookup_elem(&RINGS, &cpu);
+}
+
 static __always_inline __s32 vp_sysnr_of(struct task_struct *task)
 {
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
@@ -252,8 +272,8 @@ static __always_inline void vp_last_set(struct vp_last *last, __u32 tid, __u32 g
 
 /* Cache miss: sends the thread's comm unless SEEN_TIDS has the thread, and
  * caches the thread unless the comm record was dropped. */
-static __always_inline void vp_comm_miss(struct vp_last *last, __u32 gen, __u64 start, __u64 pid_tgid,
-					 __u64 ts, __u64 cgroup)
+static __always_inline void vp_comm_miss(void *ring, struct vp_last *last, __u32 gen, __u64 start,
+					 __u64 pid_tgid, __u64 ts, __u64 cgroup)
 {
 	__u32 tid = (__u32)pid_tgid;
 	if (bpf_map_lookup_elem(&SEEN_TIDS, &tid)) {
@@ -264,7 +284,7 @@ static __always_inline void vp_comm_miss(struct vp_last *last, __u32 gen, __u64 
 	if (bpf_map_update_elem(&SEEN_TIDS, &tid, &one, BPF_NOEXIST))
 		return; /* another CPU raced us for this thread: it sends the comm */
 	vp_count(VP_CNT_COMM_EMITTED);
-	struct vp_comm_event *c = bpf_ringbuf_reserve(&EVENTS, sizeof(*c), 0);
+	struct vp_comm_event *c = ring ? bpf_ringbuf_reserve(ring, sizeof(*c), 0) : NULL;
 	if (!c) {
 		vp_count(VP_CNT_COMM_DROPPED);
 		bpf_map_delete_elem(&SEEN_TIDS, &tid); /* try again next time */
@@ -287,7 +307,7 @@ static __always_inline void vp_comm_miss(struct vp_last *last, __u32 gen, __u64 
 
 /* Sends the current thread's comm unless this thread was seen before (for
  * the per-connection programs, whose thread passed the filters). */
-static __always_inline void vp_comm_once(__u64 pid_tgid, __u64 ts)
+static __always_inline void vp_comm_once(void *ring, __u64 pid_tgid, __u64 ts)
 {
 	__u32 gen = *(volatile __u32 *)&comm_gen;
 	struct vp_last *last = vp_last();
@@ -296,7 +316,7 @@ static __always_inline void vp_comm_once(__u64 pid_tgid, __u64 ts)
 	__u64 start = bpf_get_current_task_btf()->start_time;
 	if (last->tid == (__u32)pid_tgid && last->gen == gen && last->start == start)
 		return;
-	vp_comm_miss(last, gen, start, pid_tgid, ts, bpf_get_current_cgroup_id());
+	vp_comm_miss(ring, last, gen, start, pid_tgid, ts, bpf_get_current_cgroup_id());
 }
 
 /* The socket's addresses, read through its BTF pointer (tp_btf programs). */
@@ -358,20 +378,20 @@ static __always_inline void vp_fill(struct vp_sock_event *e, __u8 op, __u8 flags
 	e->data_off = 0;
 }
 
-static __always_inline struct vp_sock_event *vp_reserve(void)
+static __always_inline struct vp_sock_event *vp_reserve(void *ring)
 {
 	vp_count(VP_CNT_SOCK_EMITTED);
-	struct vp_sock_event *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
+	struct vp_sock_event *e = ring ? bpf_ringbuf_reserve(ring, sizeof(*e), 0) : NULL;
 	if (!e)
 		vp_count(VP_CNT_SOCK_DROPPED);
 	return e;
 }
 
 /* Sends a run taken out of its storage. */
-static __always_inline void vp_run_send(const struct vp_run_event *run)
+static __always_inline void vp_run_send(void *ring, const struct vp_run_event *run)
 {
 	vp_count(VP_CNT_SOCK_EMITTED);
-	struct vp_run_event *r = bpf_ringbuf_reserve(&EVENTS, sizeof(*r), 0);
+	struct vp_run_event *r = ring ? bpf_ringbuf_reserve(ring, sizeof(*r), 0) : NULL;
 	if (!r) {
 		vp_count(VP_CNT_SOCK_DROPPED);
 		return;
@@ -396,12 +416,12 @@ static __always_inline int vp_run_take(struct vp_trun *tr, struct vp_run_event *
 
 /* Before a connect, accept, close or exit of the current thread is recorded:
  * the thread's open run ends here. */
-static __always_inline void vp_run_end(void)
+static __always_inline void vp_run_end(void *ring)
 {
 	struct vp_trun *tr = bpf_task_storage_get(&RUNS, bpf_get_current_task_btf(), 0, 0);
 	struct vp_run_event out;
 	if (tr && vp_run_take(tr, &out))
-		vp_run_send(&out);
+		vp_run_send(ring, &out);
 }
 
 /* One user-space segment of a syscall's buffer (struct iovec's layout). */
@@ -509,13 +529,14 @@ static __always_inline int vp_data(unsigned long long *ctx, __u8 op)
 	if (discard_events)
 		return 0;
 
+	void *ring = vp_ring();
 	__u64 ts = bpf_ktime_get_ns();
 	__u64 cgroup;
 	if (hit) {
 		cgroup = last->cgroup;
 	} else {
 		cgroup = bpf_get_current_cgroup_id();
-		vp_comm_miss(last, gen, start, pid_tgid, ts, cgroup);
+		vp_comm_miss(ring, last, gen, start, pid_tgid, ts, cgroup);
 	}
 
 	int ret = (int)VP_ARG(ctx, 1);
@@ -610,7 +631,7 @@ static __always_inline int vp_data(unsigned long long *ctx, __u8 op)
 		}
 		bpf_spin_unlock(&tr->lock);
 		if (flush)
-			vp_run_send(&out);
+			vp_run_send(ring, &out);
 		if (mergeable)
 			return 0;
 	}
@@ -620,7 +641,7 @@ static __always_inline int vp_data(unsigned long long *ctx, __u8 op)
 		/* A record with room for the message bytes (its own reserve, so
 		 * that the verifier sees the size on the copy's path). */
 		vp_count(VP_CNT_SOCK_EMITTED);
-		e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e) + data_cap + VP_SEG0_MAX, 0);
+		e = ring ? bpf_ringbuf_reserve(ring, sizeof(*e) + data_cap + VP_SEG0_MAX, 0) : NULL;
 		if (!e) {
 			vp_count(VP_CNT_SOCK_DROPPED);
 			return 0;
@@ -632,7 +653,7 @@ static __always_inline int vp_data(unsigned long long *ctx, __u8 op)
 		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 		return 0;
 	}
-	e = vp_reserve();
+	e = vp_reserve(ring);
 	if (!e)
 		return 0;
 	vp_fill(e, op, flags, pid_tgid >> 32, (__u32)pid_tgid, ts, cgroup, cookie, ret, seq, sysnr, &t);
@@ -686,8 +707,9 @@ int vp_state(unsigned long long *ctx)
 			return 0;
 		if (discard_events)
 			return 0;
-		vp_comm_once(pid_tgid, ts);
-		vp_run_end();
+		void *ring = vp_ring();
+		vp_comm_once(ring, pid_tgid, ts);
+		vp_run_end(ring);
 		struct vp_conn c = {
 			.pid = pid_tgid >> 32,
 			.tid = (__u32)pid_tgid,
@@ -719,7 +741,7 @@ int vp_state(unsigned long long *ctx)
 		}
 		if (discard_events)
 			return 0;
-		struct vp_sock_event *e = vp_reserve();
+		struct vp_sock_event *e = vp_reserve(vp_ring());
 		if (!e)
 			return 0;
 		vp_fill(e, VP_OP_CONNECT, 0, conn.pid, conn.tid, ts, conn.cgroup, cookie, ret, 0, conn.sysnr, &t);
@@ -758,11 +780,12 @@ int vp_state(unsigned long long *ctx)
 		return 0;
 	if (discard_events)
 		return 0;
+	void *ring = vp_ring();
 	if (by_thread) {
-		vp_comm_once(((__u64)pid << 32) | tid, ts);
-		vp_run_end();
+		vp_comm_once(ring, ((__u64)pid << 32) | tid, ts);
+		vp_run_end(ring);
 	}
-	struct vp_sock_event *e = vp_reserve();
+	struct vp_sock_event *e = vp_reserve(ring);
 	if (!e)
 		return 0;
 	vp_fill(e, VP_OP_CLOSE, 0, pid, tid, ts, cgroup, bpf_get_socket_cookie(sk), ret, 0, sysnr, &t);
@@ -829,12 +852,13 @@ static __always_inline int vp_accept(struct vp_sys_exit_ctx *ctx, __s32 sysnr)
 	if (discard_events)
 		return 0;
 
-	vp_comm_once(pid_tgid, ts);
+	void *ring = vp_ring();
+	vp_comm_once(ring, pid_tgid, ts);
 	/* The thread's open run may not take operations after this accept. */
 	__u32 *acc = bpf_task_storage_get(&ACCEPTS, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (acc)
 		*acc += 1;
-	struct vp_sock_event *e = vp_reserve();
+	struct vp_sock_event *e = vp_reserve(ring);
 	if (!e)
 		return 0;
 	vp_fill(e, VP_OP_ACCEPT, 0, pid_tgid >> 32, (__u32)pid_tgid, ts, bpf_get_current_cgroup_id(),
@@ -877,8 +901,9 @@ int vp_flush_iter(struct vp_iter_task *ctx)
 		return 0;
 	struct vp_trun *tr = bpf_task_storage_get(&RUNS, task, 0, 0);
 	struct vp_run_event out;
+	/* Into the ring of the reader's CPU: it drains every ring after. */
 	if (tr && vp_run_take(tr, &out))
-		vp_run_send(&out);
+		vp_run_send(vp_ring(), &out);
 	return 0;
 }
 
@@ -926,7 +951,7 @@ int vp_exit(unsigned long long *ctx)
 	struct task_struct *task = (struct task_struct *)VP_ARG(ctx, 0);
 	__u32 tid = (__u32)task->pid;
 	/* The thread's storage goes with it: send its open run first. */
-	vp_run_end();
+	vp_run_end(vp_ring());
 	/* Forget the thread so a reuse of its tid sends its comm. The per-CPU
 	 * caches need no invalidation: their key has the start time. */
 	if (bpf_map_lookup_elem(&SEEN_TIDS, &tid)) /* lockless for the unseen */

@@ -1,12 +1,12 @@
 //! vpath-bpf: the capture side. CO-RE eBPF probes (bpf/vpath.bpf.c) watch
 //! every TCP send and receive, connect, accept and close, per thread, and a
-//! [`Recorder`] turns the ring buffer into [`vpath_core::Record`]s.
+//! [`Recorder`] turns the per-CPU ring buffers into [`vpath_core::Record`]s.
 //!
 //! - [`raw`]: the record layouts of `bpf/vpath.h`, mirrored and checked at
 //!   compile time, and the safe parser. No kernel needed.
 //! - [`Recorder`]: loads the embedded object (built by
-//!   `scripts/build-bpf.sh`), sets the filters, attaches, and polls the ring
-//!   on a timer (the probes never wake the reader).
+//!   `scripts/build-bpf.sh`), sets the filters, attaches, and polls the
+//!   rings on a timer (the probes never wake the reader).
 //! - [`Filters`]: pids, cgroup (path to id), network namespace, ports; all
 //!   checked in the kernel.
 //!
@@ -36,6 +36,6 @@ const _: fn() = || {
 };
 
 pub use recorder::{
-    ensure_tracefs, preflight, ContentCapture, Counters, PollStats, ProgramStats, Recorder,
-    RecorderOptions, BTF_PATH, TRACEFS,
+    ensure_tracefs, per_cpu_ring_bytes, preflight, ContentCapture, Counters, PollStats,
+    ProgramStats, Recorder, RecorderOptions, BTF_PATH, TRACEFS,
 };

@@ -1,11 +1,11 @@
-//! Loads the embedded BPF object, attaches it, and turns the ring buffer into
-//! ordered [`Record`]s with loss checkpoints.
+//! Loads the embedded BPF object, attaches it, and turns the per-CPU ring
+//! buffers into ordered [`Record`]s with loss checkpoints.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{ArrayOfMaps, HashMap as BpfHashMap, Map, MapData, PerCpuArray, RingBuf};
 use aya::programs::{BtfTracePoint, Iter, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use vpath_core::content::Labeler;
@@ -47,9 +47,11 @@ const FLUSH_PROGRAM: &str = "vp_flush_iter";
 /// How the recorder runs.
 #[derive(Clone, Debug)]
 pub struct RecorderOptions {
-    /// Ring buffer size in bytes: a power of two, at least a page. Each
-    /// socket event takes 104 bytes in the ring (96 + 8 header), a run of
-    /// merged operations 120.
+    /// Ring buffer memory in bytes, all CPUs together: a power of two, at
+    /// least a page. Each possible CPU gets its own ring of
+    /// `ring_bytes / CPUs`, rounded up to a power of two and at least a
+    /// page (see [`per_cpu_ring_bytes`]). Each socket event takes 104 bytes
+    /// in a ring (96 + 8 header), a run of merged operations 120.
     pub ring_bytes: u32,
     /// [`Recorder::poll`] waits until this long after the previous poll.
     /// Events never wake the reader (BPF_RB_NO_WAKEUP).
@@ -230,7 +232,8 @@ impl ProgramStats {
 /// also hands out what is still buffered.
 pub struct Recorder {
     ebpf: Option<Ebpf>,
-    ring: RingBuf<MapData>,
+    /// One ring per possible CPU, index = CPU (the kernel's RINGS).
+    rings: Vec<RingBuf<MapData>>,
     counters: PerCpuArray<MapData, u64>,
     order: Reorder,
     /// Turns message starts into labels (the default content capture).
@@ -310,6 +313,26 @@ pub fn ensure_tracefs() -> Result<(), RecordError> {
     Ok(())
 }
 
+/// The size of each CPU's ring for `ring_bytes` in all and `cpus` possible
+/// CPUs: the share, rounded up to a power of two, at least a page.
+pub fn per_cpu_ring_bytes(ring_bytes: u32, cpus: u32, page: u32) -> u32 {
+    (ring_bytes / cpus.max(1))
+        .max(page)
+        .checked_next_power_of_two()
+        .unwrap_or(1 << 31)
+}
+
+/// Possible CPUs (the kernel's ids run below this; an offline CPU's ring
+/// stays empty).
+fn possible_cpus() -> Result<u32, RecordError> {
+    aya::util::nr_cpus()
+        .map(|n| n as u32)
+        .map_err(|(path, e)| RecordError::Map {
+            map: "RINGS",
+            what: format!("reading {path}: {e}"),
+        })
+}
+
 fn page_size() -> u32 {
     // SAFETY: sysconf has no preconditions.
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
@@ -385,6 +408,7 @@ impl Recorder {
                 max: ContentCapture::MAX_BYTES,
             });
         }
+        let cpus = possible_cpus()?;
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global("own_tgid", &own_tgid, true)
@@ -395,18 +419,18 @@ impl Recorder {
             .override_global("filter_cgroup_level", &filter_cgroup_level, true)
             .override_global("discard_events", &discard_events, true)
             .override_global("data_cap", &data_cap, true)
-            .map_max_entries("EVENTS", opts.ring_bytes)
+            .map_max_entries("RINGS", cpus)
             // RUNS is task storage, which aya creates but has no type for.
             .allow_unsupported_maps()
             .load(OBJECT)
             .map_err(|e| load_error("creating maps".into(), e))?;
 
         fill_filter_maps(&mut ebpf, filters)?;
-        let ring =
-            RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?).map_err(|e| RecordError::Map {
-                map: "EVENTS",
-                what: e.to_string(),
-            })?;
+        let rings = create_rings(
+            &mut ebpf,
+            cpus,
+            per_cpu_ring_bytes(opts.ring_bytes, cpus, page),
+        )?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?).map_err(|e| {
             RecordError::Map {
                 map: "COUNTERS",
@@ -470,7 +494,7 @@ impl Recorder {
 
         Ok(Recorder {
             ebpf: Some(ebpf),
-            ring,
+            rings,
             counters,
             order: Reorder::default(),
             labeler: match opts.content {
@@ -552,7 +576,7 @@ impl Recorder {
         self.poll_now(out)
     }
 
-    /// Drains the ring buffer and hands out records: thread records at once,
+    /// Drains every CPU's ring and hands out records: thread records at once,
     /// socket events in timestamp order up to the checkpoint, then a
     /// [`Checkpoint`]. Contract: every event with `ts <= checkpoint.ts_ns`
     /// was handed out before the checkpoint or is counted in `lost_total`.
@@ -573,7 +597,7 @@ impl Recorder {
     }
 
     /// Overhead dissection only ("ring-buffer transfer" stage): sleeps like
-    /// [`Recorder::poll`], then consumes every record in the ring without
+    /// [`Recorder::poll`], then consumes every record in the rings without
     /// parsing it and returns how many there were. The records are gone and
     /// not counted as lost, so a recorder polled this way must not feed an
     /// analysis.
@@ -586,14 +610,16 @@ impl Recorder {
         // Same kernel work as a real poll; a failure only leaves runs open.
         let _ = self.flush_runs();
         let mut n = 0;
-        while let Some(item) = self.ring.next() {
-            n += u64::from(!item.is_empty());
+        for ring in &mut self.rings {
+            while let Some(item) = ring.next() {
+                n += u64::from(!item.is_empty());
+            }
         }
         n
     }
 
-    /// Runs the task iterator once: every thread's open run goes into the
-    /// ring.
+    /// Runs the task iterator once: every thread's open run goes into a
+    /// ring (the one of the CPU this thread runs on).
     fn flush_runs(&mut self) -> Result<(), RecordError> {
         if self.ebpf.is_none() {
             return Ok(());
@@ -604,24 +630,27 @@ impl Recorder {
         })
     }
 
+    /// Reads every ring to its end, one after the other.
     fn drain(&mut self, out: &mut impl FnMut(Record), st: &mut PollStats) {
         let order = &mut self.order;
-        while let Some(item) = self.ring.next() {
-            let mut push = |r: Record| match r {
-                Record::Event(e) => order.push(e),
-                r => {
-                    st.threads_out += 1;
-                    out(r);
-                }
-            };
-            match raw::parse_into(&item, self.labeler.as_mut(), &mut push) {
-                Ok(n) => {
-                    st.events_read += u64::from(n);
-                    self.run_rest_events += u64::from(n.saturating_sub(1));
-                }
-                Err(e) => {
-                    st.bad_records += 1;
-                    self.last_bad = Some(e);
+        for ring in &mut self.rings {
+            while let Some(item) = ring.next() {
+                let mut push = |r: Record| match r {
+                    Record::Event(e) => order.push(e),
+                    r => {
+                        st.threads_out += 1;
+                        out(r);
+                    }
+                };
+                match raw::parse_into(&item, self.labeler.as_mut(), &mut push) {
+                    Ok(n) => {
+                        st.events_read += u64::from(n);
+                        self.run_rest_events += u64::from(n.saturating_sub(1));
+                    }
+                    Err(e) => {
+                        st.bad_records += 1;
+                        self.last_bad = Some(e);
+                    }
                 }
             }
         }
@@ -708,6 +737,42 @@ fn bpf_fd(cmd: libc::c_long, attr: &mut [u32; 16]) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
 }
 
+/// Creates one ring of `bytes` per CPU and puts each in RINGS at its CPU's
+/// index. The rings live as long as the returned handles or RINGS.
+fn create_rings(
+    ebpf: &mut Ebpf,
+    cpus: u32,
+    bytes: u32,
+) -> Result<Vec<RingBuf<MapData>>, RecordError> {
+    let err = |what: String| RecordError::Map { map: "RINGS", what };
+    let outer = ebpf
+        .map_mut("RINGS")
+        .ok_or_else(|| err("missing from the object".into()))?;
+    let mut outer: ArrayOfMaps<&mut MapData, RingBuf<MapData>> =
+        ArrayOfMaps::try_from(outer).map_err(|e| err(e.to_string()))?;
+    (0..cpus)
+        .map(|cpu| {
+            let def = aya_obj::Map::new_from_params(
+                aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_RINGBUF as u32,
+                0,
+                0,
+                bytes,
+                0,
+            );
+            let data = MapData::create(def, &format!("VP_RING{cpu}"), None).map_err(|e| {
+                load_error(format!("creating the ring of CPU {cpu} ({bytes} bytes)"), e)
+            })?;
+            let ring = Map::from_map_data(data)
+                .and_then(RingBuf::try_from)
+                .map_err(|e| err(format!("ring of CPU {cpu}: {e}")))?;
+            outer
+                .set(cpu, &ring, 0)
+                .map_err(|e| err(format!("inserting the ring of CPU {cpu}: {e}")))?;
+            Ok(ring)
+        })
+        .collect()
+}
+
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, RecordError> {
     ebpf.take_map(name).ok_or(RecordError::Map {
         map: name,
@@ -741,4 +806,19 @@ fn fill_set<K: aya::Pod + std::fmt::Display>(
             .map_err(|e| err(format!("inserting {what} {k}: {e}")))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::per_cpu_ring_bytes;
+
+    #[test]
+    fn rings_share_the_memory_in_powers_of_two_of_at_least_a_page() {
+        assert_eq!(per_cpu_ring_bytes(16 << 20, 2, 4096), 8 << 20);
+        assert_eq!(per_cpu_ring_bytes(16 << 20, 1, 4096), 16 << 20);
+        assert_eq!(per_cpu_ring_bytes(16 << 20, 3, 4096), 8 << 20);
+        assert_eq!(per_cpu_ring_bytes(4096, 2, 4096), 4096);
+        assert_eq!(per_cpu_ring_bytes(65536, 64, 4096), 4096);
+        assert_eq!(per_cpu_ring_bytes(1 << 31, 1, 4096), 1 << 31);
+    }
 }
