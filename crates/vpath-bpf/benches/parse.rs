@@ -134,3 +134,31 @@ fn parse_labels_and_order(b: Bencher) {
         out
     });
 }
+
+/// As `parse_labels_and_order`, with the records of two CPUs in two rings
+/// drained one after the other (the recorder's per-CPU rings): the second
+/// ring's records arrive behind the first's and are merged in at release.
+#[divan::bench]
+fn parse_labels_and_order_two_rings(b: Bencher) {
+    let recs = records();
+    let (even, odd): (Vec<_>, Vec<_>) = recs.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let rings: Vec<&Vec<u8>> = even.into_iter().chain(odd).map(|(_, r)| r).collect();
+    let mut labeler = Labeler::new(64);
+    let mut order = Reorder::default();
+    b.bench_local(|| {
+        for r in &rings {
+            parse_into(r, Some(&mut labeler), &mut |x| {
+                if let Record::Event(e) = x {
+                    order.push(e)
+                }
+            })
+            .unwrap();
+        }
+        let mut out = 0u64;
+        order.release(u64::MAX / 2, 0, &mut |x| {
+            out += 1;
+            drop(black_box(x))
+        });
+        out
+    });
+}

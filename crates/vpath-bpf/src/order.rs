@@ -1,9 +1,11 @@
 //! Ordering and loss checkpoints, apart from the ring buffer so that the
 //! contract can be tested without a kernel.
 //!
-//! Per-CPU producers fill one ring, so records arrive roughly but not
-//! exactly in timestamp order. Events are held until a checkpoint horizon
-//! passes them, then handed out sorted, followed by the checkpoint.
+//! Each CPU fills its own ring and the reader drains the rings one after
+//! the other, so records arrive as a few nearly sorted sequences (a ring is
+//! nearly in timestamp order; the next ring starts back in time). Events
+//! are held until a checkpoint horizon passes them, then handed out sorted,
+//! followed by the checkpoint.
 
 use vpath_core::{Checkpoint, Event, Record};
 
@@ -79,7 +81,9 @@ impl Reorder {
         // Both in (timestamp, arrival) order; hand out the prefixes up to
         // the horizon merged, without moving what stays.
         let key = |x: &(u64, Event)| (x.1.ts_ns, x.0);
-        self.late.sort_unstable_by_key(key);
+        // A stable sort: it finds the nearly sorted sequences that the
+        // second and later rings leave here and merges them.
+        self.late.sort_by_key(key);
         let n = self.pending.partition_point(|e| e.1.ts_ns <= horizon);
         let m = self.late.partition_point(|e| e.1.ts_ns <= horizon);
         let mut a = self.pending.drain(..n).peekable();
