@@ -136,24 +136,30 @@ fn parse_labels_and_order(b: Bencher) {
 }
 
 /// As `parse_labels_and_order`, with the records of two CPUs in two rings
-/// drained one after the other (the recorder's per-CPU rings): the second
-/// ring's records arrive behind the first's and are merged in at release.
+/// (the recorder's per-CPU rings): each ring parsed apart, then merged into
+/// the reorder buffer.
 #[divan::bench]
 fn parse_labels_and_order_two_rings(b: Bencher) {
     let recs = records();
-    let (even, odd): (Vec<_>, Vec<_>) = recs.iter().enumerate().partition(|(i, _)| i % 2 == 0);
-    let rings: Vec<&Vec<u8>> = even.into_iter().chain(odd).map(|(_, r)| r).collect();
+    let mut rings: [Vec<&Vec<u8>>; 2] = [Vec::new(), Vec::new()];
+    for (i, r) in recs.iter().enumerate() {
+        rings[i % 2].push(r);
+    }
     let mut labeler = Labeler::new(64);
     let mut order = Reorder::default();
+    let mut events = vec![Vec::new(), Vec::new()];
     b.bench_local(|| {
-        for r in &rings {
-            parse_into(r, Some(&mut labeler), &mut |x| {
-                if let Record::Event(e) = x {
-                    order.push(e)
-                }
-            })
-            .unwrap();
+        for (ring, ev) in rings.iter().zip(&mut events) {
+            for r in ring {
+                parse_into(r, Some(&mut labeler), &mut |x| {
+                    if let Record::Event(e) = x {
+                        ev.push(e)
+                    }
+                })
+                .unwrap();
+            }
         }
+        order.push_merged(&mut events);
         let mut out = 0u64;
         order.release(u64::MAX / 2, 0, &mut |x| {
             out += 1;

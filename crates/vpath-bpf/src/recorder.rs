@@ -234,6 +234,9 @@ pub struct Recorder {
     ebpf: Option<Ebpf>,
     /// One ring per possible CPU, index = CPU (the kernel's RINGS).
     rings: Vec<RingBuf<MapData>>,
+    /// Each ring's events of the current drain, merged into `order` after
+    /// (capacity kept across polls).
+    ring_events: Vec<Vec<vpath_core::Event>>,
     counters: PerCpuArray<MapData, u64>,
     order: Reorder,
     /// Turns message starts into labels (the default content capture).
@@ -494,6 +497,7 @@ impl Recorder {
 
         Ok(Recorder {
             ebpf: Some(ebpf),
+            ring_events: vec![Vec::new(); rings.len()],
             rings,
             counters,
             order: Reorder::default(),
@@ -630,13 +634,13 @@ impl Recorder {
         })
     }
 
-    /// Reads every ring to its end, one after the other.
+    /// Reads every ring to its end, one after the other, then merges their
+    /// events into the reorder buffer.
     fn drain(&mut self, out: &mut impl FnMut(Record), st: &mut PollStats) {
-        let order = &mut self.order;
-        for ring in &mut self.rings {
+        for (ring, events) in self.rings.iter_mut().zip(&mut self.ring_events) {
             while let Some(item) = ring.next() {
                 let mut push = |r: Record| match r {
-                    Record::Event(e) => order.push(e),
+                    Record::Event(e) => events.push(e),
                     r => {
                         st.threads_out += 1;
                         out(r);
@@ -654,6 +658,7 @@ impl Recorder {
                 }
             }
         }
+        self.order.push_merged(&mut self.ring_events);
     }
 
     /// Detaches the probes, hands out everything still buffered and a final
