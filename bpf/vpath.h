@@ -19,7 +19,7 @@ typedef signed int __s32;
 typedef signed long long __s64;
 #endif
 
-#define VP_ABI_VERSION 3
+#define VP_ABI_VERSION 4 /* 4: sends/receives that moved no bytes, and peeks, are counted, not recorded */
 
 /* First byte of every record. */
 #define VP_REC_SOCK 1
@@ -34,7 +34,7 @@ typedef signed long long __s64;
 #define VP_OP_CLOSE 5
 
 /* Event flags: same bits as vpath_core::flags. */
-#define VP_F_PEEK 1
+#define VP_F_PEEK 1 /* never set by the probes since ABI 4 (peeks are counted) */
 #define VP_F_SEQ 2
 
 /* Address families as the kernel numbers them. */
@@ -50,7 +50,8 @@ typedef signed long long __s64;
 #define VP_CNT_COMM_EMITTED 2 /* comm records produced (incl. dropped) */
 #define VP_CNT_COMM_DROPPED 3 /* of those, reserve failures */
 #define VP_CNT_RUN_OPS 4      /* operations merged into the run record of an earlier one */
-#define VP_CNT_MAX 5
+#define VP_CNT_NO_BYTES 5     /* sends/receives that moved no bytes or peeked: not recorded */
+#define VP_CNT_MAX 6
 
 /* Most bytes of a message's start that a record carries (--payload-bytes). */
 #define VP_DATA_MAX 8192

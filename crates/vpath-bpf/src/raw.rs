@@ -31,7 +31,10 @@ pub const CNT_SOCK_DROPPED: u32 = 1;
 pub const CNT_COMM_EMITTED: u32 = 2;
 pub const CNT_COMM_DROPPED: u32 = 3;
 pub const CNT_RUN_OPS: u32 = 4;
-pub const CNT_MAX: u32 = 5;
+pub const CNT_NO_BYTES: u32 = 5;
+pub const CNT_MAX: u32 = 6;
+/// `VP_ABI_VERSION`: the records' layout and meaning.
+pub const ABI_VERSION: u32 = 4;
 /// `VP_DATA_MAX`: the most message bytes one record carries.
 pub const DATA_MAX: u32 = 8192;
 
@@ -813,6 +816,8 @@ mod tests {
             ("VP_REC_SOCK", REC_SOCK as i64),
             ("VP_REC_RUN", REC_RUN as i64),
             ("VP_CNT_RUN_OPS", CNT_RUN_OPS as i64),
+            ("VP_CNT_NO_BYTES", CNT_NO_BYTES as i64),
+            ("VP_ABI_VERSION", ABI_VERSION as i64),
             ("VP_REC_COMM", REC_COMM as i64),
             ("VP_AF_INET", AF_INET as i64),
             ("VP_AF_INET6", AF_INET6 as i64),

@@ -142,6 +142,9 @@ pub struct Counters {
     pub comms_dropped: u64,
     /// Operations merged into the run record of an earlier one.
     pub ops_merged: u64,
+    /// Sends and receives that moved no bytes (EAGAIN, EOF, errors) or
+    /// peeked: counted, not recorded (the analyzer has no use for them).
+    pub ops_without_bytes: u64,
     /// Events the reader made beyond one per record: a run of several
     /// operations becomes two (its first operation and the rest). Events
     /// handed out = `events_emitted - events_dropped + run_rest_events`.
@@ -565,6 +568,7 @@ impl Recorder {
             comms_emitted: sum(raw::CNT_COMM_EMITTED)?,
             comms_dropped: sum(raw::CNT_COMM_DROPPED)?,
             ops_merged: sum(raw::CNT_RUN_OPS)?,
+            ops_without_bytes: sum(raw::CNT_NO_BYTES)?,
             run_rest_events: self.run_rest_events,
         })
     }

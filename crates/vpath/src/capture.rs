@@ -235,7 +235,7 @@ pub fn record(args: &CaptureArgs, output: &PathBuf) -> anyhow::Result<ExitCode> 
     })
     .with_context(|| format!("finishing {}", output.display()))?;
     eprintln!(
-        "vpath: recorded {} events in {:.1} s to {} ({} lost in the kernel{}; {} operations merged into runs)",
+        "vpath: recorded {} events in {:.1} s to {} ({} lost in the kernel{}; {} operations merged into runs; {} that moved no bytes not recorded)",
         written,
         t0.elapsed().as_secs_f64(),
         output.display(),
@@ -246,6 +246,7 @@ pub fn record(args: &CaptureArgs, output: &PathBuf) -> anyhow::Result<ExitCode> 
             ""
         },
         counters.ops_merged,
+        counters.ops_without_bytes,
     );
     Ok(exit_of(&why))
 }
