@@ -106,6 +106,12 @@ pub struct PassStats {
     pub links_stitched: u64,
     pub recorder_events_delivered: u64,
     pub recorder_events_dropped: u64,
+    /// The probes' in-kernel run time over the pass (BPF run-time
+    /// statistics, held on for accuracy passes only), as a share of all the
+    /// machine's CPUs during the client's run, and per event delivered.
+    /// None: the statistics could not be turned on.
+    pub probe_cpu_pct: Option<f64>,
+    pub probe_ns_per_event: Option<f64>,
 }
 
 /// One model's accuracy.
@@ -282,13 +288,22 @@ impl DemoReport {
             self.concurrency, self.accuracy_duration_ms
         ));
         s.push_str(&format!(
-            "  {:<20} {:>7} {:>8} {:>7} {:>6} {:>11} {:>15} {:>10}\n",
-            "model", "paths", "exact", "exact%", "wrong", "incomplete", "false-complete", "lost-ev"
+            "  {:<20} {:>7} {:>8} {:>7} {:>6} {:>11} {:>15} {:>10} {:>7} {:>6}\n",
+            "model",
+            "paths",
+            "exact",
+            "exact%",
+            "wrong",
+            "incomplete",
+            "false-complete",
+            "lost-ev",
+            "probes",
+            "ns/ev"
         ));
         for (m, r) in &self.accuracy {
             let sc = &r.score;
             s.push_str(&format!(
-                "  {:<20} {:>7} {:>8} {:>6.1}% {:>6} {:>11} {:>15} {:>10}\n",
+                "  {:<20} {:>7} {:>8} {:>6.1}% {:>6} {:>11} {:>15} {:>10} {:>7} {:>6}\n",
                 m,
                 sc.paths,
                 sc.exact,
@@ -296,9 +311,18 @@ impl DemoReport {
                 sc.wrong,
                 sc.incomplete,
                 sc.false_complete,
-                r.analyzer.events_lost
+                r.analyzer.events_lost,
+                r.analyzer
+                    .probe_cpu_pct
+                    .map_or("-".into(), |v| format!("{v:.1}%")),
+                r.analyzer
+                    .probe_ns_per_event
+                    .map_or("-".into(), |v| format!("{v:.0}"))
             ));
         }
+        s.push_str(
+            "  (probes: the kernel programs' run time, % of all CPUs during the pass; ns/ev: per event)\n",
+        );
         if let Some(o) = &self.overhead {
             s.push_str(&format!(
                 "\nOverhead ({}, {} untraced + {} traced passes of {} ms, concurrency {}):\n",
@@ -674,6 +698,9 @@ impl Ctx<'_> {
         let cpid = self.start_client(dir, CLIENT, self.opts.accuracy_duration, true, false)?;
         let mut pids = running.pids.clone();
         pids.push(cpid);
+        // Run-time accounting for this pass only: it costs every program run
+        // two clock reads, so the overhead passes never hold it.
+        let probe_stats = vpath_bpf::ProbeStats::enable().ok();
         let mut rec = self.recorder_for(&pids)?;
         let wall_minus_mono_ns = rec.clock_offset().wall_minus_mono_ns;
         let mut an = Analyzer::new(Config::default());
@@ -694,9 +721,14 @@ impl Ctx<'_> {
             }
             Ok(())
         })?;
+        let probe_ns: Option<u64> = probe_stats
+            .as_ref()
+            .map(|_| rec.program_stats().iter().map(|p| p.run_time_ns).sum());
+        drop(probe_stats);
         let counters = rec
             .stop(&mut |r: Record| an.push(h, &r))
             .context("stopping the recorder")?;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         an.finish();
         while let Some(p) = an.pop() {
             paths.push(p);
@@ -712,6 +744,12 @@ impl Ctx<'_> {
                 links_stitched: st.links_stitched,
                 recorder_events_delivered: counters.events_delivered(),
                 recorder_events_dropped: counters.events_dropped,
+                probe_cpu_pct: probe_ns
+                    .filter(|_| client.elapsed_ns > 0)
+                    .map(|ns| 100.0 * ns as f64 / (client.elapsed_ns as f64 * cpus)),
+                probe_ns_per_event: probe_ns
+                    .filter(|_| counters.events_delivered() > 0)
+                    .map(|ns| ns as f64 / counters.events_delivered() as f64),
             },
             client,
             PassRun {
