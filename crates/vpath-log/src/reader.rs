@@ -286,6 +286,18 @@ fn event_field_error(body: &[u8], base: u64) -> LogError {
     malformed(base, "Event record", "fields run past the end of the body")
 }
 
+/// The name of a record of kind `k` in error messages.
+fn record_what(k: u8) -> &'static str {
+    match k {
+        kind::THREAD_STATE => "ThreadState record",
+        kind::THREAD => "Thread record",
+        kind::CHECKPOINT => "Checkpoint record",
+        kind::END => "End record",
+        kind::LABEL => "Label record",
+        _ => "record",
+    }
+}
+
 fn body_what(k: u8) -> &'static str {
     match k {
         kind::EVENT => "Event record body",
@@ -655,16 +667,17 @@ impl<R: Read> LogReader<R> {
         }
         let (bs, be) = (p, p + len as usize);
         self.pos = be;
+        // The cursor for the less hot kinds (Event and Socket decode apart).
+        let mut b = Body {
+            b: &self.buf[bs..be],
+            p: 0,
+            base: base + bs as u64,
+            what: record_what(k),
+        };
         match k {
             kind::EVENT => self.decode_event(bs, be).map(|e| Some(Record::Event(e))),
             kind::SOCKET => self.decode_socket(bs, be).map(|_| None),
             kind::THREAD_STATE => {
-                let mut b = Body {
-                    b: &self.buf[bs..be],
-                    p: 0,
-                    base: base + bs as u64,
-                    what: "ThreadState record",
-                };
                 let tid = b.u32("tid")?;
                 let pid = b.u32("pid")?;
                 let cgroup = b.varint("cgroup")?;
@@ -678,35 +691,17 @@ impl<R: Read> LogReader<R> {
                 Ok(None)
             }
             kind::THREAD => {
-                let mut b = Body {
-                    b: &self.buf[bs..be],
-                    p: 0,
-                    base: base + bs as u64,
-                    what: "Thread record",
-                };
                 let pid = b.u32("pid")?;
                 let tid = b.u32("tid")?;
                 let comm = b.string("comm", MAX_BLOCK_PAYLOAD as usize)?;
                 Ok(Some(Record::Thread(ThreadInfo { pid, tid, comm })))
             }
             kind::CHECKPOINT => {
-                let mut b = Body {
-                    b: &self.buf[bs..be],
-                    p: 0,
-                    base: base + bs as u64,
-                    what: "Checkpoint record",
-                };
                 let ts_ns = b.varint("ts_ns")?;
                 let lost_total = b.varint("lost_total")?;
                 Ok(Some(Record::Checkpoint(Checkpoint { ts_ns, lost_total })))
             }
             kind::END => {
-                let mut b = Body {
-                    b: &self.buf[bs..be],
-                    p: 0,
-                    base: base + bs as u64,
-                    what: "End record",
-                };
                 let events_emitted = b.varint("events_emitted")?;
                 let events_written = b.varint("events_written")?;
                 let events_lost = b.varint("events_lost")?;
@@ -718,12 +713,6 @@ impl<R: Read> LogReader<R> {
                 Ok(None)
             }
             kind::LABEL => {
-                let mut b = Body {
-                    b: &self.buf[bs..be],
-                    p: 0,
-                    base: base + bs as u64,
-                    what: "Label record",
-                };
                 let id = b.varint("label id")?;
                 // Writers allocate ids densely: a new id is the next one.
                 if id != self.labels.len() as u64 || id >= MAX_LABEL_ID {
