@@ -193,10 +193,6 @@ impl<'a> Body<'a> {
     }
 }
 
-/// Finds which field of an Event body is bad (the cold path of
-/// `decode_event`).
-#[cold]
-#[inline(never)]
 /// A label's body: `u8 reply, string protocol, string name, varint n, n x
 /// (string key, string value)`.
 fn decode_label(b: &mut Body<'_>) -> Result<Label, LogError> {
@@ -227,8 +223,7 @@ fn decode_label(b: &mut Body<'_>) -> Result<Label, LogError> {
 }
 
 /// Reads an Event record's data extension (format 1.1; label references
-/// 1.2). Unknown data kinds
-/// (of later minor versions) are skipped.
+/// 1.2). Unknown data kinds (of later minor versions) are skipped.
 fn decode_data(b: &mut Body<'_>, labels: &[Arc<Label>]) -> Result<Option<Box<Data>>, LogError> {
     let at = b.p;
     let kind = b.array::<1>("data kind")?[0];
@@ -271,6 +266,10 @@ fn decode_data(b: &mut Body<'_>, labels: &[Arc<Label>]) -> Result<Option<Box<Dat
     Ok(Some(Box::new(d)))
 }
 
+/// Finds which field of an Event body is bad (the cold path of
+/// `decode_event`).
+#[cold]
+#[inline(never)]
 fn event_field_error(body: &[u8], base: u64) -> LogError {
     let mut p = 2;
     for name in ["ts delta", "tid", "socket id", "ret", "seq"] {
