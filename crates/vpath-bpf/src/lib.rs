@@ -36,6 +36,6 @@ const _: fn() = || {
 };
 
 pub use recorder::{
-    ensure_tracefs, per_cpu_ring_bytes, preflight, ContentCapture, Counters, PollStats, ProbeStats,
-    ProgramStats, Recorder, RecorderOptions, BTF_PATH, TRACEFS,
+    ensure_tracefs, preflight, ring_sizes, ContentCapture, Counters, PollStats, ProbeStats,
+    ProgramStats, Recorder, RecorderOptions, BTF_PATH, FLUSH_PROGRAM, TRACEFS,
 };

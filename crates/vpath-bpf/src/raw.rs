@@ -37,6 +37,9 @@ pub const CNT_MAX: u32 = 6;
 pub const ABI_VERSION: u32 = 4;
 /// `VP_DATA_MAX`: the most message bytes one record carries.
 pub const DATA_MAX: u32 = 8192;
+/// `VP_SEG0_MAX`: the room a record with message bytes reserves beyond
+/// `data_cap` (`96 + data_cap + SEG0_MAX` in all).
+pub const SEG0_MAX: u32 = 64;
 
 /// `struct vp_sock_event`: one socket operation.
 #[repr(C)]
@@ -823,6 +826,7 @@ mod tests {
             ("VP_AF_INET6", AF_INET6 as i64),
             ("VP_SYSNR_UNKNOWN", SYSNR_UNKNOWN as i64),
             ("VP_DATA_MAX", DATA_MAX as i64),
+            ("VP_SEG0_MAX", SEG0_MAX as i64),
             ("VP_CNT_SOCK_EMITTED", CNT_SOCK_EMITTED as i64),
             ("VP_CNT_SOCK_DROPPED", CNT_SOCK_DROPPED as i64),
             ("VP_CNT_COMM_EMITTED", CNT_COMM_EMITTED as i64),

@@ -42,16 +42,18 @@ const TP_PROGRAMS: [(&str, &str, &str); 2] = [
 ];
 
 /// The task iterator that closes every thread's open run (bpf/vpath.bpf.c).
-const FLUSH_PROGRAM: &str = "vp_flush_iter";
+/// The reader runs it at every poll; it is not a probe.
+pub const FLUSH_PROGRAM: &str = "vp_flush_iter";
 
 /// How the recorder runs.
 #[derive(Clone, Debug)]
 pub struct RecorderOptions {
-    /// Ring buffer memory in bytes, all CPUs together: a power of two, at
-    /// least a page. Each possible CPU gets its own ring of
-    /// `ring_bytes / CPUs`, rounded up to a power of two and at least a
-    /// page (see [`per_cpu_ring_bytes`]). Each socket event takes 104 bytes
-    /// in a ring (96 + 8 header), a run of merged operations 120.
+    /// Ring buffer memory in bytes, the online CPUs together: a power of
+    /// two, at least a page. Each online CPU gets its own ring of
+    /// `ring_bytes / online CPUs`; a CPU that is possible but offline gets
+    /// the smallest ring; every ring holds at least four of the largest
+    /// records (see [`ring_sizes`]). Each socket event takes 104 bytes in a
+    /// ring (96 + 8 header), a run of merged operations 120.
     pub ring_bytes: u32,
     /// [`Recorder::poll`] waits until this long after the previous poll.
     /// Events never wake the reader (BPF_RB_NO_WAKEUP).
@@ -339,24 +341,37 @@ pub fn ensure_tracefs() -> Result<(), RecordError> {
     Ok(())
 }
 
-/// The size of each CPU's ring for `ring_bytes` in all and `cpus` possible
-/// CPUs: the share, rounded up to a power of two, at least a page.
-pub fn per_cpu_ring_bytes(ring_bytes: u32, cpus: u32, page: u32) -> u32 {
-    (ring_bytes / cpus.max(1))
-        .max(page)
-        .checked_next_power_of_two()
-        .unwrap_or(1 << 31)
+/// The size of each possible CPU's ring (index = CPU id, `possible` of
+/// them): the online CPUs share `ring_bytes`, each share rounded up to a
+/// power of two; an offline CPU (hot-plug slots on a VM) gets the smallest
+/// ring. No ring is smaller than a page or than four of the largest records
+/// (`max_record` bytes with its header), so that a small `ring_bytes` over
+/// many CPUs cannot leave a ring that refuses every message start.
+pub fn ring_sizes(
+    ring_bytes: u32,
+    possible: u32,
+    online: &[u32],
+    page: u32,
+    max_record: u32,
+) -> Vec<u32> {
+    let pow2 = |x: u32| x.checked_next_power_of_two().unwrap_or(1 << 31);
+    let floor = pow2(page.max(max_record.saturating_mul(4)));
+    let n_online = online.iter().filter(|&&c| c < possible).count().max(1) as u32;
+    let share = pow2(ring_bytes / n_online).max(floor);
+    (0..possible)
+        .map(|cpu| if online.contains(&cpu) { share } else { floor })
+        .collect()
 }
 
-/// Possible CPUs (the kernel's ids run below this; an offline CPU's ring
-/// stays empty).
-fn possible_cpus() -> Result<u32, RecordError> {
-    aya::util::nr_cpus()
-        .map(|n| n as u32)
-        .map_err(|(path, e)| RecordError::Map {
-            map: "RINGS",
-            what: format!("reading {path}: {e}"),
-        })
+/// Possible CPUs (the kernel's ids run below this) and the online ones.
+fn cpus() -> Result<(u32, Vec<u32>), RecordError> {
+    let err = |(path, e): (&str, std::io::Error)| RecordError::Map {
+        map: "RINGS",
+        what: format!("reading {path}: {e}"),
+    };
+    let possible = aya::util::nr_cpus().map_err(err)? as u32;
+    let online = aya::util::online_cpus().map_err(err)?;
+    Ok((possible, online))
 }
 
 fn page_size() -> u32 {
@@ -434,7 +449,10 @@ impl Recorder {
                 max: ContentCapture::MAX_BYTES,
             });
         }
-        let cpus = possible_cpus()?;
+        let (cpus, online) = cpus()?;
+        // The largest record: a socket event with message bytes, and the
+        // ring's 8-byte header.
+        let max_record = size_of::<raw::VpSockEvent>() as u32 + data_cap + raw::SEG0_MAX + 8;
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global("own_tgid", &own_tgid, true)
@@ -454,8 +472,7 @@ impl Recorder {
         fill_filter_maps(&mut ebpf, filters)?;
         let rings = create_rings(
             &mut ebpf,
-            cpus,
-            per_cpu_ring_bytes(opts.ring_bytes, cpus, page),
+            &ring_sizes(opts.ring_bytes, cpus, &online, page, max_record),
         )?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?).map_err(|e| {
             RecordError::Map {
@@ -766,21 +783,19 @@ fn bpf_fd(cmd: libc::c_long, attr: &mut [u32; 16]) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
 }
 
-/// Creates one ring of `bytes` per CPU and puts each in RINGS at its CPU's
-/// index. The rings live as long as the returned handles or RINGS.
-fn create_rings(
-    ebpf: &mut Ebpf,
-    cpus: u32,
-    bytes: u32,
-) -> Result<Vec<RingBuf<MapData>>, RecordError> {
+/// Creates one ring per CPU, of `sizes[cpu]` bytes, and puts each in RINGS
+/// at its CPU's index. The rings live as long as the returned handles or
+/// RINGS.
+fn create_rings(ebpf: &mut Ebpf, sizes: &[u32]) -> Result<Vec<RingBuf<MapData>>, RecordError> {
     let err = |what: String| RecordError::Map { map: "RINGS", what };
     let outer = ebpf
         .map_mut("RINGS")
         .ok_or_else(|| err("missing from the object".into()))?;
     let mut outer: ArrayOfMaps<&mut MapData, RingBuf<MapData>> =
         ArrayOfMaps::try_from(outer).map_err(|e| err(e.to_string()))?;
-    (0..cpus)
-        .map(|cpu| {
+    (0..)
+        .zip(sizes)
+        .map(|(cpu, &bytes)| {
             let def = aya_obj::Map::new_from_params(
                 aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_RINGBUF as u32,
                 0,
@@ -839,15 +854,35 @@ fn fill_set<K: aya::Pod + std::fmt::Display>(
 
 #[cfg(test)]
 mod tests {
-    use super::per_cpu_ring_bytes;
+    use super::ring_sizes;
 
     #[test]
-    fn rings_share_the_memory_in_powers_of_two_of_at_least_a_page() {
-        assert_eq!(per_cpu_ring_bytes(16 << 20, 2, 4096), 8 << 20);
-        assert_eq!(per_cpu_ring_bytes(16 << 20, 1, 4096), 16 << 20);
-        assert_eq!(per_cpu_ring_bytes(16 << 20, 3, 4096), 8 << 20);
-        assert_eq!(per_cpu_ring_bytes(4096, 2, 4096), 4096);
-        assert_eq!(per_cpu_ring_bytes(65536, 64, 4096), 4096);
-        assert_eq!(per_cpu_ring_bytes(1 << 31, 1, 4096), 1 << 31);
+    fn online_cpus_share_the_memory_in_powers_of_two_of_at_least_a_page() {
+        let r = |bytes, possible, online: &[u32]| ring_sizes(bytes, possible, online, 4096, 232);
+        assert_eq!(r(16 << 20, 2, &[0, 1]), [8 << 20, 8 << 20]);
+        assert_eq!(r(16 << 20, 1, &[0]), [16 << 20]);
+        assert_eq!(r(16 << 20, 3, &[0, 1, 2]), [8 << 20; 3]);
+        assert_eq!(r(4096, 2, &[0, 1]), [4096, 4096]);
+        assert_eq!(r(65536, 64, &(0..64).collect::<Vec<_>>()), [4096; 64]);
+        assert_eq!(r(1 << 31, 1, &[0]), [1 << 31]);
+    }
+
+    #[test]
+    fn offline_cpus_get_the_smallest_ring_and_do_not_dilute_the_share() {
+        // A VM with 8 hot-plug slots and 2 CPUs online.
+        let s = ring_sizes(16 << 20, 8, &[0, 1], 4096, 232);
+        assert_eq!(s[..2], [8 << 20, 8 << 20]);
+        assert!(s[2..].iter().all(|&b| b == 4096), "{s:?}");
+    }
+
+    #[test]
+    fn every_ring_holds_four_of_the_largest_records() {
+        // --payload-bytes 8192: a message start takes 96 + 8192 + 64 + 8.
+        let max = 96 + 8192 + 64 + 8;
+        let s = ring_sizes(1 << 20, 128, &(0..128).collect::<Vec<_>>(), 4096, max);
+        assert!(
+            s.iter().all(|&b| b >= 4 * max && b.is_power_of_two()),
+            "{s:?}"
+        );
     }
 }

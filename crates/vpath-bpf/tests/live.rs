@@ -655,10 +655,25 @@ fn pin_to_cpu(cpu: usize) {
     }
 }
 
-/// Online CPUs (not the calling thread's affinity, which pinning narrows).
-fn cpus() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize
+/// The CPUs this process may run on (its main thread's affinity, which
+/// the pinning of test threads does not narrow), in order: pinning to a CPU
+/// outside a restricted mask (`taskset`) would fail.
+fn usable_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills it and
+    // CPU_ISSET reads inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let pid = libc::getpid();
+        assert_eq!(
+            libc::sched_getaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
+            0,
+            "sched_getaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
 }
 
 #[test]
@@ -671,8 +686,9 @@ fn runs_merge_consecutive_operations_of_one_thread_only() {
     let mut tid = 0;
     let mut socks = (0u64, 0u64);
     let (records, counters) = record(vec![port], opts(), || {
+        let cpus = usable_cpus();
         let w = std::thread::spawn(move || {
-            pin_to_cpu(0);
+            pin_to_cpu(cpus[0]);
             let a = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
             let b = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
             let (sa, _) = l.accept().unwrap();
@@ -691,14 +707,14 @@ fn runs_merge_consecutive_operations_of_one_thread_only() {
             // 3. A run on A, then B on another CPU, then A again on the
             // first CPU: the thread made an operation in between (wherever
             // it ran), so A's last write must not join the run.
-            let moved = cpus() >= 2;
+            let moved = cpus.len() >= 2;
             if moved {
                 assert_eq!(c_write(b.as_raw_fd(), &[7u8; 100]), 100);
                 assert_eq!(c_write(a.as_raw_fd(), &[4u8; 100]), 100);
                 assert_eq!(c_write(a.as_raw_fd(), &[4u8; 100]), 100);
-                pin_to_cpu(1);
+                pin_to_cpu(cpus[1]);
                 assert_eq!(c_write(b.as_raw_fd(), &[5u8; 100]), 100);
-                pin_to_cpu(0);
+                pin_to_cpu(cpus[0]);
                 assert_eq!(c_write(a.as_raw_fd(), &[6u8; 100]), 100);
             } else {
                 eprintln!("runs test: one CPU, the migration case is not exercised");
@@ -747,7 +763,7 @@ fn runs_merge_consecutive_operations_of_one_thread_only() {
     }
     let a = on(socks.0);
     let total_a: i64 = a.iter().map(|e| e.ret).sum();
-    let moved = cpus() >= 2;
+    let moved = usable_cpus().len() >= 2;
     assert_eq!(
         total_a,
         64 + 5000 + 1000 + if moved { 300 } else { 0 } + 300,
@@ -1175,7 +1191,8 @@ fn every_cpus_ring_is_drained_in_order() {
         return;
     }
     const N: usize = 3000;
-    let ncpu = cpus().min(4);
+    let cpus = usable_cpus();
+    let ncpu = cpus.len().min(4);
     let listeners: Vec<TcpListener> = (0..ncpu)
         .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
@@ -1190,8 +1207,8 @@ fn every_cpus_ring_is_drained_in_order() {
     let mut rec = Recorder::start(&filters, opts()).expect("start recorder");
     let workers: Vec<_> = listeners
         .into_iter()
-        .enumerate()
-        .map(|(cpu, l)| {
+        .zip(cpus)
+        .map(|(l, cpu)| {
             std::thread::spawn(move || {
                 pin_to_cpu(cpu);
                 let port = l.local_addr().unwrap().port();

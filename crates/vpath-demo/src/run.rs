@@ -321,7 +321,7 @@ impl DemoReport {
             ));
         }
         s.push_str(
-            "  (probes: the kernel programs' run time, % of all CPUs during the pass; ns/ev: per event)\n",
+            "  (probes: the kernel probes' run time, % of all online CPUs during the pass; ns/ev: per event)\n",
         );
         if let Some(o) = &self.overhead {
             s.push_str(&format!(
@@ -695,12 +695,13 @@ impl Ctx<'_> {
         running: &Running,
         dir: &FsPath,
     ) -> anyhow::Result<(PassStats, ClientSummary, PassRun)> {
+        // Run-time accounting for this pass only (it costs every program run
+        // two clock reads, so the overhead passes never hold it), from
+        // before the client starts: the accounting then spans its run.
+        let probe_stats = vpath_bpf::ProbeStats::enable().ok();
         let cpid = self.start_client(dir, CLIENT, self.opts.accuracy_duration, true, false)?;
         let mut pids = running.pids.clone();
         pids.push(cpid);
-        // Run-time accounting for this pass only: it costs every program run
-        // two clock reads, so the overhead passes never hold it.
-        let probe_stats = vpath_bpf::ProbeStats::enable().ok();
         let mut rec = self.recorder_for(&pids)?;
         let wall_minus_mono_ns = rec.clock_offset().wall_minus_mono_ns;
         let mut an = Analyzer::new(Config::default());
@@ -721,14 +722,23 @@ impl Ctx<'_> {
             }
             Ok(())
         })?;
-        let probe_ns: Option<u64> = probe_stats
-            .as_ref()
-            .map(|_| rec.program_stats().iter().map(|p| p.run_time_ns).sum());
+        // The probes, not the task iterator: the reader runs that at every
+        // poll (it is the reader's cost, on its own CPU time).
+        let probe_ns: Option<u64> = probe_stats.as_ref().map(|_| {
+            rec.program_stats()
+                .iter()
+                .filter(|p| p.name != vpath_bpf::FLUSH_PROGRAM)
+                .map(|p| p.run_time_ns)
+                .sum()
+        });
         drop(probe_stats);
         let counters = rec
             .stop(&mut |r: Record| an.push(h, &r))
             .context("stopping the recorder")?;
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        // The probes run on every online CPU, whatever this process's
+        // affinity or quota.
+        // SAFETY: sysconf has no preconditions.
+        let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as f64;
         an.finish();
         while let Some(p) = an.pop() {
             paths.push(p);

@@ -32,10 +32,11 @@ pub struct CaptureArgs {
     /// Only connections with this local or remote port (repeatable).
     #[arg(long = "port")]
     pub ports: Vec<u16>,
-    /// Ring buffer size in bytes (a power of two, at least a page). The
-    /// reader drains it every 20 ms, so it must hold a 20 ms burst (104
-    /// bytes per event: 96 and the ring's 8-byte header); drops are counted
-    /// and the paths they touch are marked incomplete.
+    /// Ring buffer memory in bytes, shared by the online CPUs (each has
+    /// its own ring, a power of two of at least a page). The reader drains
+    /// them every 20 ms, so each CPU's share must hold that CPU's 20 ms
+    /// burst (104 bytes per event: 96 and the ring's 8-byte header); drops
+    /// are counted and the paths they touch are marked incomplete.
     #[arg(long, default_value_t = 16 << 20)]
     pub ring_bytes: u32,
     /// Opt-in payload capture: keep the first N bytes (at most 8192) of

@@ -79,8 +79,8 @@ struct AnalysisArgs {
 impl AnalysisArgs {
     fn config(&self) -> Config {
         Config {
-            horizon_ns: self.horizon_ms * 1_000_000,
-            idle_flush_ns: self.idle_flush_ms * 1_000_000,
+            horizon_ns: self.horizon_ms.saturating_mul(1_000_000),
+            idle_flush_ns: self.idle_flush_ms.saturating_mul(1_000_000),
             max_depth: self.max_depth,
         }
     }
