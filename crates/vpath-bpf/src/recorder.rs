@@ -55,9 +55,15 @@ pub struct RecorderOptions {
     /// records (see [`ring_sizes`]). Each socket event takes 104 bytes in a
     /// ring (96 + 8 header), a run of merged operations 120.
     pub ring_bytes: u32,
-    /// [`Recorder::poll`] waits until this long after the previous poll.
+    /// The shortest wait of [`Recorder::poll`] after the previous poll.
     /// Events never wake the reader (BPF_RB_NO_WAKEUP).
     pub poll_interval: Duration,
+    /// The longest: while every ring stays below a sixteenth full between
+    /// polls, the wait doubles up to this (a poll's fixed costs, mostly the
+    /// task iterator's visit of every thread on the host, then recur less
+    /// often); past a quarter it halves back (see [`next_poll_interval`]).
+    /// Equal to `poll_interval`: a fixed period.
+    pub max_poll_interval: Duration,
     /// A checkpoint covers events up to `now - margin`: time for a probe
     /// that took its timestamp to reserve and submit its record.
     pub checkpoint_margin: Duration,
@@ -122,6 +128,7 @@ impl Default for RecorderOptions {
         RecorderOptions {
             ring_bytes: 16 << 20,
             poll_interval: Duration::from_millis(20),
+            max_poll_interval: Duration::from_millis(100),
             checkpoint_margin: Duration::from_millis(2),
             exclude_self: true,
             discard_in_kernel: false,
@@ -267,6 +274,10 @@ pub struct Recorder {
     /// Turns message starts into labels (the default content capture).
     labeler: Option<Labeler>,
     next_tick: Instant,
+    /// The current wait between polls.
+    interval: Duration,
+    /// Each ring's size in bytes (index = CPU).
+    ring_sizes: Vec<u32>,
     opts: RecorderOptions,
     clock: ClockOffset,
     last_bad: Option<RawError>,
@@ -339,6 +350,26 @@ pub fn ensure_tracefs() -> Result<(), RecordError> {
         }
     }
     Ok(())
+}
+
+/// The ring buffer's header before each record.
+const RING_HEADER: usize = 8;
+
+/// The wait before the next poll after one that found the fullest ring
+/// `fill` full (0..1): below a sixteenth the wait doubles (up to `max`),
+/// above a quarter it halves (down to `min`), else it stays. A quiet host
+/// is polled every `max`; a busy one often enough that a burst of four
+/// times the last poll's still fits.
+pub fn next_poll_interval(current: Duration, fill: f64, min: Duration, max: Duration) -> Duration {
+    let max = max.max(min);
+    let next = if fill < 1.0 / 16.0 {
+        current.saturating_mul(2)
+    } else if fill > 0.25 {
+        current / 2
+    } else {
+        current
+    };
+    next.clamp(min, max)
 }
 
 /// The size of each possible CPU's ring (index = CPU id, `possible` of
@@ -470,10 +501,8 @@ impl Recorder {
             .map_err(|e| load_error("creating maps".into(), e))?;
 
         fill_filter_maps(&mut ebpf, filters)?;
-        let rings = create_rings(
-            &mut ebpf,
-            &ring_sizes(opts.ring_bytes, cpus, &online, page, max_record),
-        )?;
+        let sizes = ring_sizes(opts.ring_bytes, cpus, &online, page, max_record);
+        let rings = create_rings(&mut ebpf, &sizes)?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?).map_err(|e| {
             RecordError::Map {
                 map: "COUNTERS",
@@ -546,6 +575,8 @@ impl Recorder {
                 _ => None,
             },
             next_tick: Instant::now() + opts.poll_interval,
+            interval: opts.poll_interval,
+            ring_sizes: sizes,
             opts,
             clock: ClockOffset::measure(),
             last_bad: None,
@@ -610,15 +641,41 @@ impl Recorder {
         })
     }
 
-    /// Sleeps until the next tick (`poll_interval` after the previous one),
-    /// then does [`Recorder::poll_now`].
+    /// Sleeps until the next tick (the current interval after the previous
+    /// one, between `poll_interval` and `max_poll_interval` by how full the
+    /// rings got), then does [`Recorder::poll_now`].
     pub fn poll(&mut self, out: &mut impl FnMut(Record)) -> Result<PollStats, RecordError> {
+        self.wait_tick();
+        self.poll_now(out)
+    }
+
+    fn wait_tick(&mut self) {
         let now = Instant::now();
         if self.next_tick > now {
             std::thread::sleep(self.next_tick - now);
         }
-        self.next_tick = (self.next_tick + self.opts.poll_interval).max(Instant::now());
-        self.poll_now(out)
+        self.next_tick = (self.next_tick + self.interval).max(Instant::now());
+    }
+
+    /// The current wait between polls.
+    pub fn poll_interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// After a drain that took `drained[i]` bytes out of ring `i`: the next
+    /// interval, by the fullest ring.
+    fn adapt(&mut self, drained: &[usize]) {
+        let fill = drained
+            .iter()
+            .zip(&self.ring_sizes)
+            .map(|(&d, &size)| d as f64 / f64::from(size.max(1)))
+            .fold(0.0, f64::max);
+        self.interval = next_poll_interval(
+            self.interval,
+            fill,
+            self.opts.poll_interval,
+            self.opts.max_poll_interval,
+        );
     }
 
     /// Drains every CPU's ring and hands out records: thread records at once,
@@ -647,19 +704,18 @@ impl Recorder {
     /// not counted as lost, so a recorder polled this way must not feed an
     /// analysis.
     pub fn poll_discard(&mut self) -> u64 {
-        let now = Instant::now();
-        if self.next_tick > now {
-            std::thread::sleep(self.next_tick - now);
-        }
-        self.next_tick = (self.next_tick + self.opts.poll_interval).max(Instant::now());
+        self.wait_tick();
         // Same kernel work as a real poll; a failure only leaves runs open.
         let _ = self.flush_runs();
         let mut n = 0;
-        for ring in &mut self.rings {
+        let mut drained = vec![0usize; self.rings.len()];
+        for (ring, d) in self.rings.iter_mut().zip(&mut drained) {
             while let Some(item) = ring.next() {
                 n += u64::from(!item.is_empty());
+                *d += item.len() + RING_HEADER;
             }
         }
+        self.adapt(&drained);
         n
     }
 
@@ -678,8 +734,15 @@ impl Recorder {
     /// Reads every ring to its end, one after the other, then merges their
     /// events into the reorder buffer.
     fn drain(&mut self, out: &mut impl FnMut(Record), st: &mut PollStats) {
-        for (ring, events) in self.rings.iter_mut().zip(&mut self.ring_events) {
+        let mut drained = vec![0usize; self.rings.len()];
+        for ((ring, events), d) in self
+            .rings
+            .iter_mut()
+            .zip(&mut self.ring_events)
+            .zip(&mut drained)
+        {
             while let Some(item) = ring.next() {
+                *d += item.len() + RING_HEADER;
                 let mut push = |r: Record| match r {
                     Record::Event(e) => events.push(e),
                     r => {
@@ -700,6 +763,7 @@ impl Recorder {
             }
         }
         self.order.push_merged(&mut self.ring_events);
+        self.adapt(&drained);
     }
 
     /// Detaches the probes, hands out everything still buffered and a final
@@ -854,7 +918,26 @@ fn fill_set<K: aya::Pod + std::fmt::Display>(
 
 #[cfg(test)]
 mod tests {
-    use super::ring_sizes;
+    use super::{next_poll_interval, ring_sizes};
+    use std::time::Duration;
+
+    #[test]
+    fn the_poll_interval_follows_how_full_the_rings_get() {
+        let ms = Duration::from_millis;
+        let next = |cur, fill| next_poll_interval(ms(cur), fill, ms(20), ms(100));
+        // Quiet: doubles up to the maximum.
+        assert_eq!(next(20, 0.0), ms(40));
+        assert_eq!(next(80, 0.01), ms(100));
+        assert_eq!(next(100, 0.0), ms(100));
+        // Busy: halves down to the minimum.
+        assert_eq!(next(100, 0.5), ms(50));
+        assert_eq!(next(20, 0.9), ms(20));
+        // In between: stays.
+        assert_eq!(next(40, 0.1), ms(40));
+        // A fixed period when max <= min.
+        assert_eq!(next_poll_interval(ms(20), 0.0, ms(20), ms(20)), ms(20));
+        assert_eq!(next_poll_interval(ms(20), 0.0, ms(20), ms(5)), ms(20));
+    }
 
     #[test]
     fn online_cpus_share_the_memory_in_powers_of_two_of_at_least_a_page() {
