@@ -205,6 +205,9 @@ pub struct Labeler {
     /// start seen before (the same statement, URL or key); those are not
     /// parsed again. `None`: not recognized.
     readings: FxHashMap<Box<[u8]>, Option<Reading>>,
+    /// The labels of those readings by fingerprint: equal labels read from
+    /// different starts are one `Arc`.
+    labels: FxHashMap<u64, Arc<Label>>,
     key: Vec<u8>,
 }
 
@@ -247,6 +250,7 @@ impl Labeler {
             max_sockets: 1 << 16,
             max_bytes,
             readings: FxHashMap::default(),
+            labels: FxHashMap::default(),
             key: Vec::new(),
         }
     }
@@ -311,9 +315,23 @@ impl Labeler {
         let reading = match self.readings.get(&self.key[..]) {
             Some(r) => r,
             None => {
-                let r = read(&s.bytes, s.protocol);
+                let mut r = read(&s.bytes, s.protocol);
                 if self.readings.len() >= MAX_READINGS {
                     self.readings.clear();
+                    self.labels.clear();
+                }
+                // Different starts often read the same (literals redacted,
+                // a reply's values dropped): hand out one shared label, so
+                // that the log writer, which interns by the shared label,
+                // writes it once.
+                if let Some(r) = r.as_mut() {
+                    match self.labels.get(&r.fingerprint) {
+                        Some(l) if **l == *r.label => r.label = Arc::clone(l),
+                        Some(_) => {}
+                        None => {
+                            self.labels.insert(r.fingerprint, Arc::clone(&r.label));
+                        }
+                    }
                 }
                 self.readings
                     .entry(self.key.clone().into_boxed_slice())
@@ -381,6 +399,21 @@ mod tests {
     }
 
     #[test]
+    fn starts_that_read_the_same_share_one_label() {
+        // Two URLs that differ only in a redacted literal: two readings,
+        // one label.
+        let mut l = Labeler::new(64);
+        let a = label(l.label(1, Op::Recv, 0, b"GET /item?id=7 HTTP/1.1\r\n")).unwrap();
+        let b = label(l.label(2, Op::Recv, 0, b"GET /item?id=8 HTTP/1.1\r\n")).unwrap();
+        assert_eq!(l.readings.len(), 2);
+        assert_eq!(a, b);
+        assert!(Arc::ptr_eq(&a, &b));
+        // A different label stays apart.
+        let c = label(l.label(3, Op::Recv, 0, b"GET /other?id=8 HTTP/1.1\r\n")).unwrap();
+        assert_ne!(a, c);
+    }
+
+    #[test]
     fn the_reading_cache_is_bounded() {
         let mut l = Labeler::new(64);
         for i in 0..(MAX_READINGS + 10) {
@@ -388,5 +421,6 @@ mod tests {
             assert!(label(l.label(i as u64, Op::Recv, 0, get.as_bytes())).is_some());
         }
         assert!(l.readings.len() <= MAX_READINGS);
+        assert!(l.labels.len() <= MAX_READINGS);
     }
 }
