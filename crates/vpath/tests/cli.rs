@@ -8,19 +8,30 @@ use std::process::{Child, Command, Stdio};
 mod common;
 use common::*;
 
+/// One JSON value per line of a command's output.
+fn jsonl<T: serde::de::DeserializeOwned>(stdout: &[u8]) -> Vec<T> {
+    text(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON value per line"))
+        .collect()
+}
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// An strace capture of three tiers: 3 client threads x 2 requests, each
+/// client -> middle -> backend twice (crates/vpath-import/examples/tiers.rs).
+fn tiers_capture() -> PathBuf {
+    repo().join("crates/vpath-import/tests/data/strace/tiers-v4.strace")
+}
+
 #[test]
 fn analyze_strace_capture_gives_exact_paths_as_jsonl() {
-    let cap = repo().join("crates/vpath-import/tests/data/strace/tiers-v4.strace");
+    let cap = tiers_capture();
     let out = run(vpath().args(["analyze", "--format", "jsonl"]).arg(&cap));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let lines: Vec<serde_json::Value> = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-        .collect();
+    let lines: Vec<serde_json::Value> = jsonl(&out.stdout);
     // The capture: 3 client threads x 2 requests; each request goes client ->
     // middle -> backend twice (see crates/vpath-import/examples/tiers.rs).
     assert_eq!(lines.len(), 6);
@@ -50,15 +61,12 @@ fn analyze_strace_capture_gives_exact_paths_as_jsonl() {
 fn max_depth_cuts_paths_and_says_so() {
     // The same capture, three levels deep (client -> middle -> backend), cut
     // to two: every backend span is cut off, counted, and the paths say so.
-    let cap = repo().join("crates/vpath-import/tests/data/strace/tiers-v4.strace");
+    let cap = tiers_capture();
     let out = run(vpath()
         .args(["analyze", "--format", "jsonl", "--max-depth", "2"])
         .arg(&cap));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let lines: Vec<serde_json::Value> = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-        .collect();
+    let lines: Vec<serde_json::Value> = jsonl(&out.stdout);
     assert_eq!(lines.len(), 6);
     for p in &lines {
         assert_eq!(p["complete"], false, "{p}");
@@ -117,7 +125,7 @@ fn garbage_input_names_the_file() {
 
 #[test]
 fn bad_strace_line_names_file_and_line_and_keeps_the_rest() {
-    let cap = repo().join("crates/vpath-import/tests/data/strace/tiers-v4.strace");
+    let cap = tiers_capture();
     let mut lines: Vec<String> = std::fs::read_to_string(&cap)
         .unwrap()
         .lines()
@@ -206,10 +214,7 @@ fn record_a_wrapped_command_then_analyze_matches_ground_truth() {
 
     let out = run(vpath().args(["analyze", "--format", "jsonl"]).arg(&log));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let paths: Vec<vpath_core::Path> = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a path per line"))
-        .collect();
+    let paths: Vec<vpath_core::Path> = jsonl(&out.stdout);
     let mut truth = Vec::new();
     for f in ["client", "front", "back"] {
         truth.extend(vpath_demo::read_truth_file(&d.join(format!("{f}.truth.jsonl"))).unwrap());
@@ -247,10 +252,7 @@ fn record_a_wrapped_command_then_analyze_matches_ground_truth() {
         "{err}"
     );
     assert!(err.contains("ended without its end record"), "{err}");
-    let cut_paths: Vec<vpath_core::Path> = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a path per line"))
-        .collect();
+    let cut_paths: Vec<vpath_core::Path> = jsonl(&out.stdout);
     assert!(
         !cut_paths.is_empty(),
         "records before the damage are analyzed"
