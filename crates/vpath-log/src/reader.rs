@@ -118,6 +118,20 @@ impl<'a> Body<'a> {
         varint::get(self.b, &mut self.p)
             .map_err(|e| self.err(format!("reading {field}: {}", e.describe())))
     }
+    /// A varint that may not exceed `max` (a length or count the reader
+    /// would otherwise allocate for).
+    fn varint_at_most(&mut self, field: &str, max: usize) -> Result<u64, LogError> {
+        let at = self.p;
+        let v = self.varint(field)?;
+        if v > max as u64 {
+            return Err(malformed(
+                self.base + at as u64,
+                self.what,
+                format!("{field} {v} exceeds the maximum {max}"),
+            ));
+        }
+        Ok(v)
+    }
     fn u32(&mut self, field: &str) -> Result<u32, LogError> {
         let at = self.p;
         let v = self.varint(field)?;
@@ -199,15 +213,7 @@ fn decode_label(b: &mut Body<'_>) -> Result<Label, LogError> {
     let reply = b.array::<1>("label reply flag")?[0] & 1 != 0;
     let protocol = b.string("label protocol", MAX_LABEL_KEY)?;
     let name = b.string("label name", MAX_LABEL_VALUE)?;
-    let at_n = b.p;
-    let n = b.varint("label attribute count")?;
-    if n > MAX_LABEL_ATTRS as u64 {
-        return Err(malformed(
-            b.base + at_n as u64,
-            b.what,
-            format!("label has {n} attributes, more than the maximum {MAX_LABEL_ATTRS}"),
-        ));
-    }
+    let n = b.varint_at_most("label attribute count", MAX_LABEL_ATTRS)?;
     let mut attrs = Vec::with_capacity(n as usize);
     for _ in 0..n {
         let k = b.string("label attribute key", MAX_LABEL_KEY)?;
@@ -230,14 +236,7 @@ fn decode_data(b: &mut Body<'_>, labels: &[Arc<Label>]) -> Result<Option<Box<Dat
     let d = match kind {
         data_kind::BYTES => {
             let offset = b.u32("data offset")?;
-            let len = b.varint("data length")?;
-            if len > MAX_DATA_BYTES as u64 {
-                return Err(malformed(
-                    b.base + at as u64,
-                    b.what,
-                    format!("data length {len} exceeds the maximum {MAX_DATA_BYTES}"),
-                ));
-            }
+            let len = b.varint_at_most("data length", MAX_DATA_BYTES)?;
             let bytes = b.bytes(len as usize, "data bytes")?;
             Data::Bytes {
                 offset,
