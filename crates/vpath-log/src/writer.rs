@@ -274,79 +274,59 @@ impl<W: Write> LogWriter<W> {
 
     pub fn write_event(&mut self, e: &Event) -> Result<(), WriteError> {
         self.check()?;
-        // The data extension (raw bytes) or a new label's body is encoded,
-        // and so checked, before anything is interned, so that an error
-        // leaves the stream consistent.
         let mut ext = std::mem::take(&mut self.ext);
-        ext.clear();
-        let mut new_label = None;
-        let mut label_id = None;
-        let r = match e.data.as_deref() {
-            Some(Data::Bytes { offset, bytes }) => put_bytes(&mut ext, *offset, bytes),
-            Some(Data::Label(l)) => {
-                let key = Arc::as_ptr(l) as usize;
-                match self.labels.get(&key) {
-                    Some(&(id, _)) => {
-                        label_id = Some(id);
-                        Ok(())
-                    }
-                    None => {
-                        new_label = Some((key, l));
-                        put_label(&mut ext, l)
-                    }
-                }
-            }
-            None => Ok(()),
-        };
-        if let Err(err) = r {
-            self.ext = ext;
-            return Err(err);
-        }
-        let r = self.write_event_with(e, &mut ext, new_label, label_id);
+        let r = self.write_event_in(e, &mut ext);
         self.ext = ext;
         r
     }
 
-    /// [`LogWriter::write_event`] once `ext` holds the event's raw-bytes
-    /// extension or, with `new_label`, the body of a label not yet defined.
-    fn write_event_with<'e>(
-        &mut self,
-        e: &'e Event,
-        ext: &mut Vec<u8>,
-        new_label: Option<(usize, &'e Arc<Label>)>,
-        mut label_id: Option<u32>,
-    ) -> Result<(), WriteError> {
-        // Decide on a reset first: it clears both tables, so it must come
-        // before either kind of interning record of this event.
+    /// [`LogWriter::write_event`], with `ext` as scratch for the event's
+    /// data extension or a new label's body.
+    fn write_event_in(&mut self, e: &Event, ext: &mut Vec<u8>) -> Result<(), WriteError> {
+        // The data extension (raw bytes) or a new label's body is encoded,
+        // and so checked, before anything is interned, so that an error
+        // leaves the stream consistent.
+        ext.clear();
+        let label = match e.data.as_deref() {
+            Some(Data::Label(l)) => Some(l),
+            _ => None,
+        };
+        let known_label =
+            label.and_then(|l| self.labels.get(&(Arc::as_ptr(l) as usize)).map(|x| x.0));
+        match e.data.as_deref() {
+            Some(Data::Bytes { offset, bytes }) => put_bytes(ext, *offset, bytes)?,
+            Some(Data::Label(l)) if known_label.is_none() => put_label(ext, l)?,
+            _ => {}
+        }
+        // Decide on a reset first: it clears every table, so it must come
+        // before any interning record of this event, which is then written
+        // afresh.
         let known_thread = self.threads.get(&e.tid).copied();
         let known_sock = self.sockets.contains_key(&e.sock);
         if (known_thread.is_none() && self.threads.len() >= self.opts.max_threads)
             || (!known_sock && self.sockets.len() >= self.opts.max_sockets)
-            || (new_label.is_some() && self.labels.len() >= self.opts.max_labels)
+            || (label.is_some()
+                && known_label.is_none()
+                && self.labels.len() >= self.opts.max_labels)
         {
             self.reset();
-            let new_label = match (new_label, e.data.as_deref()) {
-                // Known before the reset: defined again.
-                (None, Some(Data::Label(l))) => {
-                    ext.clear();
-                    put_label(ext, l)?;
-                    Some((Arc::as_ptr(l) as usize, l))
-                }
-                (n, _) => n,
-            };
-            return self.write_event_with(e, ext, new_label, None);
+            return self.write_event_in(e, ext);
         }
-        if let Some((key, l)) = new_label {
-            // Ids are dense: a new label takes the next one.
-            let id = self.labels.len() as u32;
-            let mut b = [0u8; 10];
-            let mut n = 0;
-            varint::put_arr(&mut b, &mut n, id as u64);
-            self.push_record2(kind::LABEL, &b[..n], ext);
-            self.labels.insert(key, (id, Arc::clone(l)));
-            ext.clear();
-            label_id = Some(id);
-        }
+        let label_id = match (label, known_label) {
+            (Some(l), None) => {
+                // Ids are dense: a new label takes the next one.
+                let id = self.labels.len() as u32;
+                let mut b = [0u8; 10];
+                let mut n = 0;
+                varint::put_arr(&mut b, &mut n, id as u64);
+                self.push_record2(kind::LABEL, &b[..n], ext);
+                self.labels
+                    .insert(Arc::as_ptr(l) as usize, (id, Arc::clone(l)));
+                ext.clear();
+                Some(id)
+            }
+            (_, id) => id,
+        };
         if known_thread != Some((e.pid, e.cgroup)) {
             let mut b = [0u8; 30];
             let mut n = 0;
