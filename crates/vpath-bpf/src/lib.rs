@@ -36,6 +36,6 @@ const _: fn() = || {
 };
 
 pub use recorder::{
-    ensure_tracefs, preflight, ring_sizes, ContentCapture, Counters, PollStats, ProbeStats,
-    ProgramStats, Recorder, RecorderOptions, BTF_PATH, FLUSH_PROGRAM, TRACEFS,
+    ensure_tracefs, preflight, ContentCapture, Counters, PollStats, ProbeStats, ProgramStats,
+    Recorder, RecorderOptions, BTF_PATH, FLUSH_PROGRAM, TRACEFS,
 };

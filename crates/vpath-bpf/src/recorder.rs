@@ -370,7 +370,7 @@ const LARGE_DRAIN: usize = 256 << 10;
 /// demo's reader took 225 ns per event at 40-100 ms against 145 at 20 ms),
 /// so above [`LARGE_DRAIN`], or past a quarter of a ring, it halves, down to
 /// `min`. In between it stays.
-pub fn next_poll_interval(
+pub(crate) fn next_poll_interval(
     current: Duration,
     drained: usize,
     fill: f64,
@@ -394,7 +394,7 @@ pub fn next_poll_interval(
 /// ring. No ring is smaller than a page or than four of the largest records
 /// (`max_record` bytes with its header), so that a small `ring_bytes` over
 /// many CPUs cannot leave a ring that refuses every message start.
-pub fn ring_sizes(
+pub(crate) fn ring_sizes(
     ring_bytes: u32,
     possible: u32,
     online: &[u32],
@@ -671,11 +671,6 @@ impl Recorder {
             std::thread::sleep(self.next_tick - now);
         }
         self.next_tick = (self.next_tick + self.interval).max(Instant::now());
-    }
-
-    /// The current wait between polls.
-    pub fn poll_interval(&self) -> Duration {
-        self.interval
     }
 
     /// After a drain that took `drained[i]` bytes out of ring `i`: the next
