@@ -49,6 +49,7 @@ fn write_logs(seed: u64, dir: &std::path::Path) -> (Vec<PathBuf>, Vec<Path>) {
             },
             recorder: "vpath-sim".into(),
             start_unix_ns: 0,
+            raw_layout: String::new(),
         };
         let mut w = LogWriter::new(std::fs::File::create(&f).unwrap(), &header).unwrap();
         for r in &h.records {

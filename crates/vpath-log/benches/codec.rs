@@ -16,6 +16,7 @@ fn header() -> Header {
         flags: vpath_log::header_flags::CHECKPOINTED,
         recorder: "bench 0".into(),
         start_unix_ns: 1_700_000_000_000_000_000,
+        raw_layout: String::new(),
     }
 }
 

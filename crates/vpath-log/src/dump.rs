@@ -9,7 +9,7 @@ use vpath_core::{flags, Data, Record};
 
 use crate::error::LogError;
 use crate::format::{header_flags, EndStats};
-use crate::reader::LogReader;
+use crate::reader::{Item, LogReader};
 
 /// What [`dump`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,19 +79,45 @@ pub fn dump<R: Read, W: Write>(
     if h.flags & header_flags::PAYLOADS != 0 {
         fl.push("payloads");
     }
+    if h.is_raw() {
+        fl.push("raw");
+    }
     let fl = if fl.is_empty() {
         "none".to_string()
     } else {
         fl.join(",")
     };
     writeln!(out, "# flags: {fl}").map_err(o)?;
+    if h.is_raw() {
+        writeln!(out, "# raw layout: {}", h.raw_layout).map_err(o)?;
+    }
 
     let mut comms: FxHashMap<u32, String> = FxHashMap::default();
     let mut records = 0u64;
     let mut events = 0u64;
     loop {
-        let rec = match reader.next_record() {
-            Ok(Some(r)) => r,
+        let rec = match reader.next_item() {
+            Ok(Some(Item::Record(r))) => r,
+            Ok(Some(Item::Raw(raw))) => {
+                // A raw capture's kernel records: this crate does not know
+                // their layout (the recorder's replay parses them).
+                records += 1;
+                events += 1;
+                write!(
+                    out,
+                    "raw stream={} len={} bytes={:02x?}",
+                    raw.stream,
+                    raw.bytes.len(),
+                    &raw.bytes[..raw.bytes.len().min(16)]
+                )
+                .map_err(o)?;
+                if let Some(l) = &raw.label {
+                    let kind = if l.reply { "reply" } else { "request" };
+                    write!(out, " {kind}={}:{:?}", l.protocol, l.name).map_err(o)?;
+                }
+                writeln!(out).map_err(o)?;
+                continue;
+            }
             Ok(None) => break,
             Err(e) => {
                 writeln!(

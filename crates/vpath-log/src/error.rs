@@ -133,6 +133,15 @@ pub enum WriteError {
     UnknownFlags { flags: u32, known: u32 },
     #[error("the writer failed earlier and can not continue")]
     Poisoned,
+    #[error("{what} cannot go into a {log} log (the header's RAW flag decides which records a log holds)")]
+    Mixed {
+        what: &'static str,
+        log: &'static str,
+    },
+    #[error("a raw log's header must name its raw layout")]
+    RawWithoutLayout,
+    #[error("the header names a raw layout ({layout:?}) but does not set the RAW flag")]
+    LayoutWithoutRaw { layout: String },
 }
 
 impl WriteError {

@@ -8,7 +8,7 @@ pub const VERSION_MAJOR: u16 = 1;
 /// The minor format version this crate writes. Minor versions only add
 /// things older readers may ignore (record kinds >= 0x80, trailing bytes in
 /// record bodies).
-pub const VERSION_MINOR: u16 = 2;
+pub const VERSION_MINOR: u16 = 3;
 
 /// Size of the fixed file-header prefix: magic, major, minor, body length.
 pub const FILE_PREFIX_LEN: usize = 16;
@@ -33,6 +33,11 @@ pub mod kind {
     pub const CHECKPOINT: u8 = 5;
     pub const END: u8 = 6;
     pub const RESET: u8 = 7;
+    /// A recorder's record as the kernel wrote it (format 1.3, only in logs
+    /// with [`super::header_flags::RAW`]): `varint stream << 1 | labelled,
+    /// [varint label id], bytes`. Not skippable: a reader that cannot parse
+    /// it must not read the log as if it were empty.
+    pub const RAW: u8 = 8;
     pub const FIRST_SKIPPABLE: u8 = 0x80;
     /// A label definition (format 1.2): `varint id, label`. Skippable: a
     /// 1.1 reader skips it and ignores the references (data kind 3), so it
@@ -48,6 +53,7 @@ pub mod kind {
             CHECKPOINT => "Checkpoint",
             END => "End",
             RESET => "Reset",
+            RAW => "Raw",
             LABEL => "Label",
             k if k >= FIRST_SKIPPABLE => "skippable",
             _ => "unknown",
@@ -70,6 +76,9 @@ pub mod data_kind {
 /// holds at most this many labels between Resets).
 pub const MAX_LABEL_ID: u64 = 1 << 14;
 
+/// Most bytes of one Raw record's kernel record.
+pub const MAX_RAW_BYTES: usize = 1 << 20;
+
 /// Most raw bytes one event carries.
 pub const MAX_DATA_BYTES: usize = 64 * 1024;
 /// Most attributes of one label.
@@ -86,7 +95,12 @@ pub mod header_flags {
     /// Events may carry raw message bytes (the recorder's opt-in payload
     /// capture). Without it, events carry at most protocol labels.
     pub const PAYLOADS: u32 = 2;
-    pub const ALL: u32 = CHECKPOINTED | PAYLOADS;
+    /// The stream carries the recorder's kernel records as they were
+    /// written (Raw records, format 1.3), to be parsed by a reader of the
+    /// layout named in [`super::Header::raw_layout`]. Readers of 1.2 and
+    /// older reject such logs (an unknown flag).
+    pub const RAW: u32 = 4;
+    pub const ALL: u32 = CHECKPOINTED | PAYLOADS | RAW;
 }
 
 /// The clock of the events' `ts_ns`.
@@ -137,9 +151,18 @@ pub struct Header {
     pub recorder: String,
     /// When the capture started, Unix-epoch nanoseconds.
     pub start_unix_ns: u64,
+    /// With [`header_flags::RAW`]: the layout of the Raw records' bytes, as
+    /// the recorder names it (e.g. `vpath-bpf abi 4`); empty otherwise
+    /// (format 1.3; read as empty from older logs).
+    pub raw_layout: String,
 }
 
 impl Header {
+    /// Whether the stream holds Raw records (see [`header_flags::RAW`]).
+    pub fn is_raw(&self) -> bool {
+        self.flags & header_flags::RAW != 0
+    }
+
     pub fn checkpointed(&self) -> bool {
         self.flags & header_flags::CHECKPOINTED != 0
     }

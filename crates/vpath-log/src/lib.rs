@@ -17,6 +17,7 @@
 //!     flags: vpath_log::header_flags::CHECKPOINTED,
 //!     recorder: "doc 0".into(),
 //!     start_unix_ns: 0,
+//!     raw_layout: String::new(),
 //! };
 //! let w = LogWriter::new(Vec::new(), &header).unwrap();
 //! let bytes = w.finish(EndStats::default()).unwrap();
@@ -40,9 +41,9 @@ pub use error::{FileError, FileErrorKind, LogError, WriteError};
 pub use format::{
     data_kind, header_flags, kind, Clock, EndStats, Header, BLOCK_HEADER_LEN, MAGIC,
     MAX_BLOCK_PAYLOAD, MAX_DATA_BYTES, MAX_LABEL_ATTRS, MAX_LABEL_KEY, MAX_LABEL_VALUE,
-    MAX_SOCKET_ID, VERSION_MAJOR, VERSION_MINOR,
+    MAX_RAW_BYTES, MAX_SOCKET_ID, VERSION_MAJOR, VERSION_MINOR,
 };
-pub use reader::LogReader;
+pub use reader::{Item, LogReader, RawRecord};
 pub use writer::{LogWriter, WriterOptions};
 
 /// Test support: builds a header with another format version, for tests of

@@ -69,6 +69,38 @@ pub struct LogReader<R: Read> {
 
 const THREAD_CACHE: usize = 256;
 
+/// What [`LogReader::next_item`] returns.
+#[derive(Debug)]
+pub enum Item<'a> {
+    Record(Record),
+    /// A Raw record of a raw log (see [`crate::header_flags::RAW`]).
+    Raw(RawRecord<'a>),
+}
+
+/// One record of a raw capture, as its recorder wrote it.
+#[derive(Debug)]
+pub struct RawRecord<'a> {
+    /// The stream (the recorder's ring) it came from.
+    pub stream: u32,
+    /// The kernel record, in the layout named by the header's `raw_layout`.
+    pub bytes: &'a [u8],
+    /// The label the recorder made of the message bytes it took out.
+    pub label: Option<Arc<Label>>,
+    /// File offset of `bytes[0]`, for error messages.
+    pub offset: u64,
+}
+
+/// A decoded record, with a Raw record's bytes as a range of the block.
+enum Decoded {
+    Record(Record),
+    Raw {
+        stream: u32,
+        bytes: std::ops::Range<usize>,
+        label: Option<Arc<Label>>,
+        offset: u64,
+    },
+}
+
 #[derive(Clone, Copy, Default)]
 struct ThreadCacheSlot {
     valid: bool,
@@ -420,6 +452,23 @@ impl<R: Read> LogReader<R> {
         }
         let recorder = b.string("recorder name", MAX_HEADER_STRING)?;
         let start_unix_ns = u64::from_le_bytes(b.array("start_unix_ns")?);
+        let at = b.p;
+        let raw_layout = if (major, minor) >= (1, 3) {
+            b.string("raw layout", MAX_HEADER_STRING)?
+        } else {
+            String::new()
+        };
+        if (flags & header_flags::RAW != 0) == raw_layout.is_empty() {
+            return Err(malformed(
+                FILE_PREFIX_LEN as u64 + at as u64,
+                "file header",
+                if raw_layout.is_empty() {
+                    "the RAW flag is set but no raw layout is named".to_string()
+                } else {
+                    format!("a raw layout ({raw_layout:?}) is named but the RAW flag is not set")
+                },
+            ));
+        }
         // Bytes after these fields are extensions of later minor versions.
         let header = Header {
             host,
@@ -428,6 +477,7 @@ impl<R: Read> LogReader<R> {
             flags,
             recorder,
             start_unix_ns,
+            raw_layout,
         };
         let off = crc_at + 4;
         Ok(LogReader {
@@ -483,13 +533,46 @@ impl<R: Read> LogReader<R> {
 
     /// The next record; `Ok(None)` at the end of the log (see
     /// [`LogReader::end`]). Every complete, undamaged record is returned
-    /// before the error that stops reading.
+    /// before the error that stops reading. A raw log's Raw records are an
+    /// error here: read a raw log with [`LogReader::next_item`].
     pub fn next_record(&mut self) -> Result<Option<Record>, LogError> {
+        match self.next_item()? {
+            None => Ok(None),
+            Some(Item::Record(r)) => Ok(Some(r)),
+            Some(Item::Raw(raw)) => {
+                let offset = raw.offset;
+                self.done = true;
+                Err(malformed(
+                    offset,
+                    "Raw record",
+                    format!(
+                        "a raw capture ({}) holds kernel records that only its recorder's parser reads",
+                        self.header.raw_layout
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// The next record or, in a raw log, Raw record; `Ok(None)` at the end
+    /// of the log. As [`LogReader::next_record`] otherwise.
+    pub fn next_item(&mut self) -> Result<Option<Item<'_>>, LogError> {
         if self.done {
             return Ok(None);
         }
         match self.next_inner() {
-            Ok(Some(r)) => Ok(Some(r)),
+            Ok(Some(Decoded::Record(r))) => Ok(Some(Item::Record(r))),
+            Ok(Some(Decoded::Raw {
+                stream,
+                bytes,
+                label,
+                offset,
+            })) => Ok(Some(Item::Raw(RawRecord {
+                stream,
+                bytes: &self.buf[bytes],
+                label,
+                offset,
+            }))),
             Ok(None) => {
                 self.done = true;
                 Ok(None)
@@ -501,7 +584,7 @@ impl<R: Read> LogReader<R> {
         }
     }
 
-    fn next_inner(&mut self) -> Result<Option<Record>, LogError> {
+    fn next_inner(&mut self) -> Result<Option<Decoded>, LogError> {
         loop {
             if self.pos < self.buf.len() {
                 if let Some(r) = self.decode_record()? {
@@ -614,7 +697,7 @@ impl<R: Read> LogReader<R> {
 
     /// Decodes the record at `self.pos`; `None` for records consumed
     /// internally.
-    fn decode_record(&mut self) -> Result<Option<Record>, LogError> {
+    fn decode_record(&mut self) -> Result<Option<Decoded>, LogError> {
         let start = self.pos;
         let base = self.buf_offset;
         let complete = self.buf.len() == self.declared;
@@ -672,8 +755,53 @@ impl<R: Read> LogReader<R> {
             base: base + bs as u64,
             what: record_what(k),
         };
+        let raw = self.header.is_raw();
         match k {
-            kind::EVENT => self.decode_event(bs, be).map(|e| Some(Record::Event(e))),
+            kind::EVENT | kind::SOCKET | kind::THREAD_STATE | kind::THREAD if raw => Err(malformed(
+                base + start as u64,
+                "record header",
+                format!(
+                    "{} record in a raw log (which holds Raw records instead)",
+                    kind::name(k)
+                ),
+            )),
+            kind::RAW if !raw => Err(malformed(
+                base + start as u64,
+                "record header",
+                "Raw record in a log without the RAW flag",
+            )),
+            kind::RAW => {
+                let tag = b.varint("stream")?;
+                let label = if tag & 1 == 1 {
+                    let at = b.base + b.p as u64;
+                    let id = b.varint("label id")?;
+                    let l = self.labels.get(id as usize).ok_or_else(|| {
+                        malformed(
+                            at,
+                            "Raw record",
+                            format!(
+                                "label {id} is not defined (labels defined: {})",
+                                self.labels.len()
+                            ),
+                        )
+                    })?;
+                    Some(Arc::clone(l))
+                } else {
+                    None
+                };
+                let stream = u32::try_from(tag >> 1)
+                    .map_err(|_| b.err(format!("stream {} does not fit in 32 bits", tag >> 1)))?;
+                self.events += 1;
+                Ok(Some(Decoded::Raw {
+                    stream,
+                    bytes: bs + b.p..be,
+                    label,
+                    offset: b.base + b.p as u64,
+                }))
+            }
+            kind::EVENT => self
+                .decode_event(bs, be)
+                .map(|e| Some(Decoded::Record(Record::Event(e)))),
             kind::SOCKET => self.decode_socket(bs, be).map(|_| None),
             kind::THREAD_STATE => {
                 let tid = b.u32("tid")?;
@@ -692,12 +820,19 @@ impl<R: Read> LogReader<R> {
                 let pid = b.u32("pid")?;
                 let tid = b.u32("tid")?;
                 let comm = b.string("comm", MAX_BLOCK_PAYLOAD as usize)?;
-                Ok(Some(Record::Thread(ThreadInfo { pid, tid, comm })))
+                Ok(Some(Decoded::Record(Record::Thread(ThreadInfo {
+                    pid,
+                    tid,
+                    comm,
+                }))))
             }
             kind::CHECKPOINT => {
                 let ts_ns = b.varint("ts_ns")?;
                 let lost_total = b.varint("lost_total")?;
-                Ok(Some(Record::Checkpoint(Checkpoint { ts_ns, lost_total })))
+                Ok(Some(Decoded::Record(Record::Checkpoint(Checkpoint {
+                    ts_ns,
+                    lost_total,
+                }))))
             }
             kind::END => {
                 let events_emitted = b.varint("events_emitted")?;

@@ -72,6 +72,8 @@ pub struct LogWriter<W: Write> {
     /// An event's data extension or a new label's body, being encoded.
     ext: Vec<u8>,
     events: u64,
+    /// The header's RAW flag: Raw records only, no Events.
+    raw: bool,
     poisoned: bool,
 }
 
@@ -173,6 +175,18 @@ pub(crate) fn encode_header(h: &Header, major: u16, minor: u16) -> Result<Vec<u8
     body.extend_from_slice(&h.flags.to_le_bytes());
     put_str(&mut body, &h.recorder, "recorder name", MAX_HEADER_STRING)?;
     body.extend_from_slice(&h.start_unix_ns.to_le_bytes());
+    if (major, minor) >= (1, 3) {
+        put_str(&mut body, &h.raw_layout, "raw layout", MAX_HEADER_STRING)?;
+    }
+    match (h.is_raw(), h.raw_layout.is_empty()) {
+        (true, true) => return Err(WriteError::RawWithoutLayout),
+        (false, false) => {
+            return Err(WriteError::LayoutWithoutRaw {
+                layout: h.raw_layout.clone(),
+            })
+        }
+        _ => {}
+    }
     let mut out = Vec::with_capacity(FILE_PREFIX_LEN + body.len() + 4);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&major.to_le_bytes());
@@ -219,6 +233,7 @@ impl<W: Write> LogWriter<W> {
             labels: FxHashMap::default(),
             ext: Vec::with_capacity(256),
             events: 0,
+            raw: header.is_raw(),
             poisoned: false,
         })
     }
@@ -274,6 +289,12 @@ impl<W: Write> LogWriter<W> {
 
     pub fn write_event(&mut self, e: &Event) -> Result<(), WriteError> {
         self.check()?;
+        if self.raw {
+            return Err(WriteError::Mixed {
+                what: "an Event",
+                log: "raw",
+            });
+        }
         let mut ext = std::mem::take(&mut self.ext);
         let r = self.write_event_in(e, &mut ext);
         self.ext = ext;
@@ -283,21 +304,19 @@ impl<W: Write> LogWriter<W> {
     /// [`LogWriter::write_event`], with `ext` as scratch for the event's
     /// data extension or a new label's body.
     fn write_event_in(&mut self, e: &Event, ext: &mut Vec<u8>) -> Result<(), WriteError> {
-        // The data extension (raw bytes) or a new label's body is encoded,
-        // and so checked, before anything is interned, so that an error
-        // leaves the stream consistent.
+        // The data extension (raw bytes) is encoded, and so checked, before
+        // anything is interned, so that an error leaves the stream
+        // consistent.
         ext.clear();
         let label = match e.data.as_deref() {
             Some(Data::Label(l)) => Some(l),
+            Some(Data::Bytes { offset, bytes }) => {
+                put_bytes(ext, *offset, bytes)?;
+                None
+            }
             _ => None,
         };
-        let known_label =
-            label.and_then(|l| self.labels.get(&(Arc::as_ptr(l) as usize)).map(|x| x.0));
-        match e.data.as_deref() {
-            Some(Data::Bytes { offset, bytes }) => put_bytes(ext, *offset, bytes)?,
-            Some(Data::Label(l)) if known_label.is_none() => put_label(ext, l)?,
-            _ => {}
-        }
+        let known_label = label.is_some_and(|l| self.labels.contains_key(&(Arc::as_ptr(l) as usize)));
         // Decide on a reset first: it clears every table, so it must come
         // before any interning record of this event, which is then written
         // afresh.
@@ -305,27 +324,14 @@ impl<W: Write> LogWriter<W> {
         let known_sock = self.sockets.contains_key(&e.sock);
         if (known_thread.is_none() && self.threads.len() >= self.opts.max_threads)
             || (!known_sock && self.sockets.len() >= self.opts.max_sockets)
-            || (label.is_some()
-                && known_label.is_none()
-                && self.labels.len() >= self.opts.max_labels)
+            || (label.is_some() && !known_label && self.labels.len() >= self.opts.max_labels)
         {
             self.reset();
             return self.write_event_in(e, ext);
         }
-        let label_id = match (label, known_label) {
-            (Some(l), None) => {
-                // Ids are dense: a new label takes the next one.
-                let id = self.labels.len() as u32;
-                let mut b = [0u8; 10];
-                let mut n = 0;
-                varint::put_arr(&mut b, &mut n, id as u64);
-                self.push_record2(kind::LABEL, &b[..n], ext);
-                self.labels
-                    .insert(Arc::as_ptr(l) as usize, (id, Arc::clone(l)));
-                ext.clear();
-                Some(id)
-            }
-            (_, id) => id,
+        let label_id = match label {
+            Some(l) => Some(self.label_id(l)?),
+            None => None,
         };
         if known_thread != Some((e.pid, e.cgroup)) {
             let mut b = [0u8; 30];
@@ -406,6 +412,75 @@ impl<W: Write> LogWriter<W> {
             }
         }
         self.maybe_flush_block()
+    }
+
+    /// Writes one record of a raw capture (a log with
+    /// [`header_flags::RAW`]): `bytes` as the recorder read them from stream
+    /// (ring) `stream`, and the label the recorder made of the message bytes
+    /// it took out of them, if any. Counts as one event written.
+    pub fn write_raw(
+        &mut self,
+        stream: u32,
+        bytes: &[u8],
+        label: Option<&Arc<Label>>,
+    ) -> Result<(), WriteError> {
+        self.check()?;
+        if !self.raw {
+            return Err(WriteError::Mixed {
+                what: "a Raw record",
+                log: "event",
+            });
+        }
+        if bytes.len() > MAX_RAW_BYTES {
+            return Err(WriteError::TooLong {
+                what: "raw record",
+                len: bytes.len(),
+                max: MAX_RAW_BYTES,
+            });
+        }
+        let label_id = match label {
+            None => None,
+            Some(l) => Some(self.label_id(l)?),
+        };
+        let mut b = [0u8; 20];
+        let mut n = 0;
+        varint::put_arr(
+            &mut b,
+            &mut n,
+            (u64::from(stream) << 1) | u64::from(label_id.is_some()),
+        );
+        if let Some(id) = label_id {
+            varint::put_arr(&mut b, &mut n, u64::from(id));
+        }
+        self.push_record2(kind::RAW, &b[..n], bytes);
+        self.events += 1;
+        self.maybe_flush_block()
+    }
+
+    /// The id of a label, defined now (after a Reset if the table is full)
+    /// if it has none. The label is encoded, and so checked, before
+    /// anything is written.
+    fn label_id(&mut self, l: &Arc<Label>) -> Result<u32, WriteError> {
+        if let Some(&(id, _)) = self.labels.get(&(Arc::as_ptr(l) as usize)) {
+            return Ok(id);
+        }
+        let mut ext = std::mem::take(&mut self.scratch);
+        ext.clear();
+        let r = put_label(&mut ext, l);
+        if r.is_ok() {
+            if self.labels.len() >= self.opts.max_labels {
+                self.reset();
+            }
+            let id = self.labels.len() as u32;
+            let mut b = [0u8; 10];
+            let mut n = 0;
+            varint::put_arr(&mut b, &mut n, id as u64);
+            self.push_record2(kind::LABEL, &b[..n], &ext);
+            self.labels
+                .insert(Arc::as_ptr(l) as usize, (id, Arc::clone(l)));
+        }
+        self.scratch = ext;
+        r.map(|()| self.labels.len() as u32 - 1)
     }
 
     fn emit_socket(&mut self, id: u32, e: &Event) {
@@ -540,6 +615,7 @@ mod tests {
             flags: 0,
             recorder: "t".into(),
             start_unix_ns: 0,
+            raw_layout: String::new(),
         }
     }
 

@@ -14,6 +14,7 @@ fn header() -> Header {
         flags: header_flags::CHECKPOINTED,
         recorder: "vpath-log-tests 0.1".into(),
         start_unix_ns: 1_700_000_100_000_000_000,
+        raw_layout: String::new(),
     }
 }
 
@@ -845,7 +846,7 @@ fn format_is_stable_against_stored_logs() {
     // current one).
     let recs = sample();
     let bytes = encode_with(&recs, small_blocks(), stats(n_events(&recs)));
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sample-v1.2.bin");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sample-v1.3.bin");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(path, &bytes).unwrap();
     }
@@ -857,6 +858,17 @@ fn format_is_stable_against_stored_logs() {
         stored == bytes,
         "the writer's output changed: bump the format version"
     );
+
+    // 1.2 had no raw layout in its header: the same records.
+    let stored = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/sample-v1.2.bin"
+    ))
+    .unwrap();
+    assert_eq!(LogReader::new(&stored[..]).unwrap().version(), (1, 2));
+    let (got, end) = read_all(&stored);
+    assert_eq!(got, recs);
+    assert_eq!(end.unwrap(), Some(stats(n_events(&recs))));
 
     // 1.1 wrote labels inline with each event: the same records.
     let stored = std::fs::read(concat!(

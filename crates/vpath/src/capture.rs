@@ -205,6 +205,7 @@ pub fn record(args: &CaptureArgs, output: &PathBuf) -> anyhow::Result<ExitCode> 
             cap.rec.options().content.describe()
         ),
         start_unix_ns,
+        raw_layout: String::new(),
     };
     let file = std::fs::File::create(output)
         .with_context(|| format!("cannot create {}", output.display()))?;

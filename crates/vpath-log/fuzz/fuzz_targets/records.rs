@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
         flags: 0,
         recorder: "fuzz".into(),
         start_unix_ns: 0,
+        raw_layout: String::new(),
     };
     let mut log = vpath_log::encode_header_with_version(&h, 1, 0).unwrap();
     if data.is_empty() {
