@@ -4,6 +4,8 @@
 //!
 //! - [`raw`]: the record layouts of `bpf/vpath.h`, mirrored and checked at
 //!   compile time, and the safe parser. No kernel needed.
+//! - [`Replay`]: kept ring records to ordered records with checkpoints, for
+//!   the recorder's polls and for raw logs alike. No kernel needed.
 //! - [`Recorder`]: loads the embedded object (built by
 //!   `scripts/build-bpf.sh`), sets the filters, attaches, and polls the
 //!   rings on a timer (the probes never wake the reader).
@@ -21,6 +23,7 @@ pub mod order;
 mod priority;
 pub mod raw;
 mod recorder;
+mod replay;
 
 pub use clock::{monotonic_ns, ClockOffset};
 pub use error::RecordError;
@@ -37,5 +40,6 @@ const _: fn() = || {
 
 pub use recorder::{
     ensure_tracefs, preflight, ContentCapture, Counters, PollStats, ProbeStats, ProgramStats,
-    Recorder, RecorderOptions, BTF_PATH, FLUSH_PROGRAM, TRACEFS,
+    RawSink, Recorder, RecorderOptions, BTF_PATH, FLUSH_PROGRAM, TRACEFS,
 };
+pub use replay::{raw_layout, Replay, ReplayStats};

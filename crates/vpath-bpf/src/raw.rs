@@ -10,7 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use core::mem::{offset_of, size_of};
 use vpath_core::content::Labeler;
-use vpath_core::{flags, Data, Event, Op, Record, Syscall, ThreadInfo};
+use std::sync::Arc;
+use vpath_core::{flags, Data, Event, Label, Op, Record, Syscall, ThreadInfo};
 
 /// `VP_REC_SOCK`: a [`VpSockEvent`].
 pub const REC_SOCK: u8 = 1;
@@ -436,28 +437,85 @@ pub fn parse_into(
     labeler: Option<&mut Labeler>,
     out: &mut impl FnMut(Record),
 ) -> Result<u32, RawError> {
+    let mut scratch = [0u8; size_of::<VpSockEvent>()];
+    let (kept, label) = take_record(b, labeler, &mut scratch)?;
+    parse_kept(kept, label, out)
+}
+
+/// What a reader keeps of one ring-buffer record `b`: the record's own
+/// bytes (a ring item may be longer: a record with message bytes reserves
+/// room for the most it could carry) and, with a `labeler`, the record
+/// without its message bytes (copied into `scratch`, `data_len` 0) and the
+/// label the labeler made of them. A raw log stores exactly this; feed it
+/// to [`parse_kept`] (or [`crate::Replay`]).
+pub fn take_record<'a>(
+    b: &'a [u8],
+    labeler: Option<&mut Labeler>,
+    scratch: &'a mut [u8; size_of::<VpSockEvent>()],
+) -> Result<(&'a [u8], Option<Arc<Label>>), RawError> {
+    let kind = *b.first().ok_or(RawError::Empty)?;
+    let len = match kind {
+        REC_SOCK => {
+            let head = VpSockEvent::from_bytes(b)?;
+            let len = size_of::<VpSockEvent>() + head.data_len as usize;
+            if b.len() < len {
+                return Err(RawError::Truncated {
+                    kind,
+                    len: b.len(),
+                    expected: len,
+                });
+            }
+            if let Some(labeler) = labeler {
+                let op = Op::from_u8(head.op).ok_or(RawError::UnknownOp { op: head.op })?;
+                if op == Op::Close {
+                    labeler.forget(head.cookie);
+                } else if head.data_len > 0 {
+                    let label = labeler.label(
+                        head.cookie,
+                        op,
+                        u32::from(head.data_off),
+                        &b[size_of::<VpSockEvent>()..len],
+                    );
+                    scratch.copy_from_slice(&b[..size_of::<VpSockEvent>()]);
+                    let at = offset_of!(VpSockEvent, data_len);
+                    scratch[at..at + 2].copy_from_slice(&0u16.to_ne_bytes());
+                    return Ok((&scratch[..], label));
+                }
+            }
+            len
+        }
+        REC_RUN => size_of::<VpRunEvent>(),
+        REC_COMM => size_of::<VpCommEvent>(),
+        kind => return Err(RawError::UnknownKind { kind }),
+    };
+    match b.get(..len) {
+        Some(kept) => Ok((kept, None)),
+        None => Err(RawError::Truncated {
+            kind,
+            len: b.len(),
+            expected: len,
+        }),
+    }
+}
+
+/// Parses a record as [`take_record`] kept it, with the label made of its
+/// message bytes, and hands its records to `out`: a thread, or one or two
+/// socket events (two for a run of several operations). Returns the number
+/// of socket events.
+pub fn parse_kept(
+    b: &[u8],
+    label: Option<Arc<Label>>,
+    out: &mut impl FnMut(Record),
+) -> Result<u32, RawError> {
     match b.first() {
         None => Err(RawError::Empty),
         Some(&REC_SOCK) => {
             let raw = VpSockEvent::from_bytes(b)?;
             let mut e = raw.to_event()?;
-            match labeler {
-                None => e.data = raw.data(b)?,
-                Some(labeler) => {
-                    if e.op == Op::Close {
-                        labeler.forget(e.sock);
-                    } else if raw.data_len > 0 {
-                        let start = size_of::<VpSockEvent>();
-                        let end = start + raw.data_len as usize;
-                        let bytes = b.get(start..end).ok_or(RawError::Truncated {
-                            kind: raw.kind,
-                            len: b.len(),
-                            expected: end,
-                        })?;
-                        e.data = labeler.label(e.sock, e.op, raw.data_off as u32, bytes);
-                    }
-                }
-            }
+            e.data = match label {
+                Some(l) => Some(Box::new(Data::Label(l))),
+                None => raw.data(b)?,
+            };
             out(Record::Event(e));
             Ok(1)
         }

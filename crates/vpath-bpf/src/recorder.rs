@@ -9,12 +9,13 @@ use aya::maps::{ArrayOfMaps, HashMap as BpfHashMap, Map, MapData, PerCpuArray, R
 use aya::programs::{BtfTracePoint, Iter, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use vpath_core::content::Labeler;
-use vpath_core::{Checkpoint, Record};
+use std::sync::Arc;
+use vpath_core::{Checkpoint, Label, Record};
 
 use crate::clock::{monotonic_ns, ClockOffset};
 use crate::error::{classify_errno, errno_in_chain, missing_caps, parse_cap_eff};
-use crate::order::{Released, Reorder};
 use crate::raw::{self, RawError};
+use crate::replay::{Replay, ReplayStats};
 use crate::{Filters, RecordError};
 
 /// The kernel side, built by scripts/build-bpf.sh from bpf/vpath.bpf.c.
@@ -215,11 +216,13 @@ pub struct PollStats {
 }
 
 impl PollStats {
-    fn apply(&mut self, rel: Released, cp: Checkpoint) {
-        self.events_out = rel.events_out;
-        self.late_events = rel.late_events;
-        self.held = rel.held;
-        self.checkpoint = cp;
+    fn apply(&mut self, r: ReplayStats) {
+        self.events_read = r.events_read;
+        self.bad_records += r.bad_records;
+        self.events_out = r.released.events_out;
+        self.late_events = r.released.late_events;
+        self.held = r.released.held;
+        self.checkpoint = r.checkpoint;
     }
 
     fn new(counters: Counters) -> PollStats {
@@ -266,11 +269,9 @@ pub struct Recorder {
     ebpf: Option<Ebpf>,
     /// One ring per possible CPU, index = CPU (the kernel's RINGS).
     rings: Vec<RingBuf<MapData>>,
-    /// Each ring's events of the current drain, merged into `order` after
-    /// (capacity kept across polls).
-    ring_events: Vec<Vec<vpath_core::Event>>,
     counters: PerCpuArray<MapData, u64>,
-    order: Reorder,
+    /// Orders what the rings give (see [`Replay`]).
+    replay: Replay,
     /// Turns message starts into labels (the default content capture).
     labeler: Option<Labeler>,
     next_tick: Instant,
@@ -280,18 +281,50 @@ pub struct Recorder {
     ring_sizes: Vec<u32>,
     opts: RecorderOptions,
     clock: ClockOffset,
+    /// The last record the reader could not take out of a ring.
     last_bad: Option<RawError>,
     /// The link of [`FLUSH_PROGRAM`]; each poll reads a fresh iterator.
     flush_link: OwnedFd,
-    /// See [`Counters::run_rest_events`].
-    run_rest_events: u64,
+}
+
+/// Where [`Recorder::poll_raw`] puts each poll's records: what a raw log
+/// stores, and what [`Replay`] turns into ordered records.
+pub trait RawSink {
+    /// One record of ring `ring` as [`raw::take_record`] kept it, with the
+    /// label the recorder made of its message bytes.
+    fn record(&mut self, ring: usize, kept: &[u8], label: Option<Arc<Label>>);
+    /// The end of a poll: every record with `ts <= horizon` was given (or is
+    /// counted in `lost_total`).
+    fn checkpoint(&mut self, horizon: u64, lost_total: u64);
+}
+
+/// The recorder's own sink: a [`Replay`] handing records to `out`.
+struct ReplaySink<'a, F: FnMut(Record)> {
+    replay: &'a mut Replay,
+    out: &'a mut F,
+    stats: Option<ReplayStats>,
+    finish: bool,
+}
+
+impl<F: FnMut(Record)> RawSink for ReplaySink<'_, F> {
+    fn record(&mut self, ring: usize, kept: &[u8], label: Option<Arc<Label>>) {
+        // A record that does not parse is counted by the replay.
+        let _ = self.replay.record(ring, kept, label, self.out);
+    }
+    fn checkpoint(&mut self, horizon: u64, lost_total: u64) {
+        self.stats = Some(if self.finish {
+            self.replay.finish(horizon, lost_total, self.out)
+        } else {
+            self.replay.checkpoint(horizon, lost_total, self.out)
+        });
+    }
 }
 
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recorder")
-            .field("held", &self.order.held())
-            .field("last_checkpoint", &self.order.last_checkpoint())
+            .field("held", &self.replay.held())
+            .field("last_checkpoint", &self.replay.last_checkpoint())
             .field("opts", &self.opts)
             .finish_non_exhaustive()
     }
@@ -582,10 +615,9 @@ impl Recorder {
 
         Ok(Recorder {
             ebpf: Some(ebpf),
-            ring_events: vec![Vec::new(); rings.len()],
             rings,
             counters,
-            order: Reorder::default(),
+            replay: Replay::new(),
             labeler: match opts.content {
                 ContentCapture::Labels { prefix } => Some(Labeler::new(prefix as usize)),
                 _ => None,
@@ -597,7 +629,6 @@ impl Recorder {
             clock: ClockOffset::measure(),
             last_bad: None,
             flush_link,
-            run_rest_events: 0,
         })
     }
 
@@ -613,7 +644,9 @@ impl Recorder {
 
     /// The last record that failed to parse, if any.
     pub fn last_bad_record(&self) -> Option<&RawError> {
-        self.last_bad.as_ref()
+        self.last_bad
+            .as_ref()
+            .or_else(|| self.replay.last_bad_record())
     }
 
     /// Per-program run counts and times (see [`ProgramStats`]); empty after
@@ -653,7 +686,7 @@ impl Recorder {
             comms_dropped: sum(raw::CNT_COMM_DROPPED)?,
             ops_merged: sum(raw::CNT_RUN_OPS)?,
             ops_without_bytes: sum(raw::CNT_NO_BYTES)?,
-            run_rest_events: self.run_rest_events,
+            run_rest_events: self.replay.run_rest_events(),
         })
     }
 
@@ -695,6 +728,31 @@ impl Recorder {
     /// [`Checkpoint`]. Contract: every event with `ts <= checkpoint.ts_ns`
     /// was handed out before the checkpoint or is counted in `lost_total`.
     pub fn poll_now(&mut self, out: &mut impl FnMut(Record)) -> Result<PollStats, RecordError> {
+        let mut replay = std::mem::take(&mut self.replay);
+        let mut sink = ReplaySink {
+            replay: &mut replay,
+            out,
+            stats: None,
+            finish: false,
+        };
+        let r = self.poll_raw_now(&mut sink);
+        let stats = sink.stats;
+        self.replay = replay;
+        let mut st = r?;
+        st.apply(stats.expect("a poll ends with a checkpoint"));
+        Ok(st)
+    }
+
+    /// As [`Recorder::poll`], but hands each ring record, as kept (see
+    /// [`raw::take_record`]), to `sink`, then the poll's checkpoint: what a
+    /// raw log stores. The returned stats count records read, not events
+    /// (a run of several operations becomes two events at the replay).
+    pub fn poll_raw(&mut self, sink: &mut impl RawSink) -> Result<PollStats, RecordError> {
+        self.wait_tick();
+        self.poll_raw_now(sink)
+    }
+
+    fn poll_raw_now(&mut self, sink: &mut impl RawSink) -> Result<PollStats, RecordError> {
         // Horizon first: a probe whose timestamp is <= horizon has had
         // `margin` to reserve (or count a drop) and submit.
         let margin = self.opts.checkpoint_margin.as_nanos() as u64;
@@ -704,9 +762,12 @@ impl Recorder {
         self.flush_runs()?;
         let counters = self.counters()?;
         let mut st = PollStats::new(counters);
-        self.drain(out, &mut st);
-        let (rel, cp) = self.order.release(horizon, counters.events_dropped, out);
-        st.apply(rel, cp);
+        self.drain(sink, &mut st);
+        sink.checkpoint(horizon, counters.events_dropped);
+        st.checkpoint = Checkpoint {
+            ts_ns: horizon,
+            lost_total: counters.events_dropped,
+        };
         Ok(st)
     }
 
@@ -743,29 +804,21 @@ impl Recorder {
         })
     }
 
-    /// Reads every ring to its end, one after the other, then merges their
-    /// events into the reorder buffer.
-    fn drain(&mut self, out: &mut impl FnMut(Record), st: &mut PollStats) {
+    /// Reads every ring to its end, one after the other, into `sink`.
+    fn drain(&mut self, sink: &mut impl RawSink, st: &mut PollStats) {
         let mut drained = vec![0usize; self.rings.len()];
-        for ((ring, events), d) in self
-            .rings
-            .iter_mut()
-            .zip(&mut self.ring_events)
-            .zip(&mut drained)
-        {
+        let mut scratch = [0u8; size_of::<raw::VpSockEvent>()];
+        for (i, (ring, d)) in self.rings.iter_mut().zip(&mut drained).enumerate() {
             while let Some(item) = ring.next() {
                 *d += item.len() + RING_HEADER;
-                let mut push = |r: Record| match r {
-                    Record::Event(e) => events.push(e),
-                    r => {
-                        st.threads_out += 1;
-                        out(r);
-                    }
-                };
-                match raw::parse_into(&item, self.labeler.as_mut(), &mut push) {
-                    Ok(n) => {
-                        st.events_read += u64::from(n);
-                        self.run_rest_events += u64::from(n.saturating_sub(1));
+                match raw::take_record(&item, self.labeler.as_mut(), &mut scratch) {
+                    Ok((kept, label)) => {
+                        if kept[0] == raw::REC_COMM {
+                            st.threads_out += 1;
+                        } else {
+                            st.events_read += 1;
+                        }
+                        sink.record(i, kept, label);
                     }
                     Err(e) => {
                         st.bad_records += 1;
@@ -774,13 +827,32 @@ impl Recorder {
                 }
             }
         }
-        self.order.push_merged(&mut self.ring_events);
         self.adapt(&drained);
     }
 
     /// Detaches the probes, hands out everything still buffered and a final
     /// checkpoint, and returns the final counters.
     pub fn stop(mut self, out: &mut impl FnMut(Record)) -> Result<Counters, RecordError> {
+        let mut replay = std::mem::take(&mut self.replay);
+        let mut sink = ReplaySink {
+            replay: &mut replay,
+            out,
+            stats: None,
+            finish: true,
+        };
+        let r = self.stop_into(&mut sink);
+        let mut counters = r?;
+        counters.run_rest_events = replay.run_rest_events();
+        Ok(counters)
+    }
+
+    /// As [`Recorder::stop`], into a raw sink: the last records, then a last
+    /// checkpoint.
+    pub fn stop_raw(mut self, sink: &mut impl RawSink) -> Result<Counters, RecordError> {
+        self.stop_into(sink)
+    }
+
+    fn stop_into(&mut self, sink: &mut impl RawSink) -> Result<Counters, RecordError> {
         // Detach the probes, let those that were running finish their
         // submit, close the runs they left open, then drop the object.
         if let Some(ebpf) = &mut self.ebpf {
@@ -805,11 +877,10 @@ impl Recorder {
         self.flush_runs()?;
         drop(self.ebpf.take());
         let horizon = monotonic_ns();
-        let mut counters = self.counters()?;
+        let counters = self.counters()?;
         let mut st = PollStats::new(counters);
-        self.drain(out, &mut st);
-        self.order.finish(horizon, counters.events_dropped, out);
-        counters.run_rest_events = self.run_rest_events;
+        self.drain(sink, &mut st);
+        sink.checkpoint(horizon, counters.events_dropped);
         Ok(counters)
     }
 }

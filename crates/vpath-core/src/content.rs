@@ -262,7 +262,9 @@ impl Labeler {
             return;
         }
         if let Some(Data::Bytes { offset, bytes }) = e.data.as_deref() {
-            e.data = self.label(e.sock, e.op, *offset, bytes);
+            e.data = self
+                .label(e.sock, e.op, *offset, bytes)
+                .map(|l| Box::new(Data::Label(l)));
         }
     }
 
@@ -275,7 +277,7 @@ impl Labeler {
     /// returns the label the event should carry: a new reading of the
     /// message, or nothing when the reading did not change. Feed each
     /// socket's operations in order.
-    pub fn label(&mut self, sock: u64, op: Op, offset: u32, bytes: &[u8]) -> Option<Box<Data>> {
+    pub fn label(&mut self, sock: u64, op: Op, offset: u32, bytes: &[u8]) -> Option<Arc<Label>> {
         if self.socks.len() >= self.max_sockets && !self.socks.contains_key(&sock) {
             self.socks.clear();
         }
@@ -349,7 +351,7 @@ impl Labeler {
             return None;
         }
         s.last = Some(r.fingerprint);
-        Some(Box::new(Data::Label(Arc::clone(&r.label))))
+        Some(Arc::clone(&r.label))
     }
 }
 
@@ -357,12 +359,8 @@ impl Labeler {
 mod tests {
     use super::*;
 
-    fn label(d: Option<Box<Data>>) -> Option<Arc<Label>> {
-        match d.map(|b| *b) {
-            Some(Data::Label(l)) => Some(l),
-            Some(Data::Bytes { .. }) => panic!("bytes kept"),
-            None => None,
-        }
+    fn label(d: Option<Arc<Label>>) -> Option<Arc<Label>> {
+        d
     }
 
     #[test]

@@ -1,0 +1,315 @@
+//! From kept ring records to ordered [`Record`]s: what the [`crate::Recorder`]
+//! does with each poll's records, and what `vpath analyze` does with a raw
+//! log, which holds the same records and poll boundaries. One code path, so
+//! a raw capture replays into exactly the records a live one hands out.
+//!
+//! No kernel needed: tested with records built by hand.
+
+use std::sync::Arc;
+
+use vpath_core::{Checkpoint, Event, Label, Record};
+
+use crate::order::{Released, Reorder};
+use crate::raw::{self, RawError};
+
+/// The name of the layout of the records a [`Replay`] reads, as a raw log's
+/// header names it: the kernel ABI version of `bpf/vpath.h`.
+pub fn raw_layout() -> String {
+    format!("vpath-bpf abi {}", raw::ABI_VERSION)
+}
+
+/// Turns the kept records of a capture (see [`raw::take_record`]), one
+/// poll after another, into records in timestamp order with loss
+/// checkpoints.
+///
+/// Per poll: [`Replay::record`] for every record of every ring, then
+/// [`Replay::checkpoint`] with the poll's horizon. The checkpoint contract
+/// of [`crate::Recorder::poll_now`] holds as long as the polls are
+/// replayed as they were made.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Each ring's events of the current poll, merged into `order` at the
+    /// checkpoint (capacity kept across polls).
+    rings: Vec<Vec<Event>>,
+    order: Reorder,
+    /// Socket events read since the last checkpoint.
+    events_read: u64,
+    threads_out: u64,
+    bad_records: u64,
+    last_bad: Option<RawError>,
+    run_rest_events: u64,
+}
+
+/// What one [`Replay::checkpoint`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplayStats {
+    /// Socket events read since the previous checkpoint.
+    pub events_read: u64,
+    /// Thread records handed out since the previous checkpoint.
+    pub threads_out: u64,
+    /// Records that did not parse since the previous checkpoint.
+    pub bad_records: u64,
+    pub released: Released,
+    pub checkpoint: Checkpoint,
+}
+
+impl Replay {
+    pub fn new() -> Replay {
+        Replay::default()
+    }
+
+    /// One kept record of ring `ring`, with the label its message bytes
+    /// were read as. Thread records go to `out` at once; socket events wait
+    /// for the checkpoint. A record that does not parse is counted and
+    /// returned as the error (and the replay goes on).
+    pub fn record(
+        &mut self,
+        ring: usize,
+        kept: &[u8],
+        label: Option<Arc<Label>>,
+        out: &mut impl FnMut(Record),
+    ) -> Result<(), RawError> {
+        if ring >= self.rings.len() {
+            self.rings.resize_with(ring + 1, Vec::new);
+        }
+        let events = &mut self.rings[ring];
+        let threads = &mut self.threads_out;
+        let mut push = |r: Record| match r {
+            Record::Event(e) => events.push(e),
+            r => {
+                *threads += 1;
+                out(r);
+            }
+        };
+        match raw::parse_kept(kept, label, &mut push) {
+            Ok(n) => {
+                self.events_read += u64::from(n);
+                self.run_rest_events += u64::from(n.saturating_sub(1));
+                Ok(())
+            }
+            Err(e) => {
+                self.bad_records += 1;
+                self.last_bad = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// The end of a poll: every event with `ts <= horizon` is in (or counted
+    /// in `lost_total`). Hands them out in timestamp order, then the
+    /// checkpoint.
+    pub fn checkpoint(
+        &mut self,
+        horizon: u64,
+        lost_total: u64,
+        out: &mut impl FnMut(Record),
+    ) -> ReplayStats {
+        self.order.push_merged(&mut self.rings);
+        let (released, checkpoint) = self.order.release(horizon, lost_total, out);
+        self.take_stats(released, checkpoint)
+    }
+
+    /// The end of the capture: hands out everything held, then a last
+    /// checkpoint (at `horizon` or the last event, whichever is later).
+    pub fn finish(
+        &mut self,
+        horizon: u64,
+        lost_total: u64,
+        out: &mut impl FnMut(Record),
+    ) -> ReplayStats {
+        self.order.push_merged(&mut self.rings);
+        let (released, checkpoint) = self.order.finish(horizon, lost_total, out);
+        self.take_stats(released, checkpoint)
+    }
+
+    fn take_stats(&mut self, released: Released, checkpoint: Checkpoint) -> ReplayStats {
+        let st = ReplayStats {
+            events_read: self.events_read,
+            threads_out: self.threads_out,
+            bad_records: self.bad_records,
+            released,
+            checkpoint,
+        };
+        self.events_read = 0;
+        self.threads_out = 0;
+        self.bad_records = 0;
+        st
+    }
+
+    /// Events held for ordering.
+    pub fn held(&self) -> usize {
+        self.order.held()
+    }
+
+    pub fn last_checkpoint(&self) -> u64 {
+        self.order.last_checkpoint()
+    }
+
+    /// The last record that did not parse.
+    pub fn last_bad_record(&self) -> Option<&RawError> {
+        self.last_bad.as_ref()
+    }
+
+    /// Events made beyond one per record (see
+    /// [`crate::Counters::run_rest_events`]).
+    pub fn run_rest_events(&self) -> u64 {
+        self.run_rest_events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raw::{VpCommEvent, VpSockEvent, AF_INET, REC_COMM, REC_SOCK};
+    use vpath_core::content::Labeler;
+    use vpath_core::{flags, Data, Op};
+
+    fn sock(ts: u64, cookie: u64, op: u8, data: &[u8]) -> Vec<u8> {
+        let e = VpSockEvent {
+            kind: REC_SOCK,
+            op,
+            flags: flags::SEQ,
+            family: AF_INET,
+            pid: 10,
+            tid: 11,
+            netns: 1,
+            ts_ns: ts,
+            cookie,
+            ret: data.len().max(1) as i64,
+            seq: 1000,
+            sysnr: 1,
+            lport: 80,
+            rport: 5000,
+            data_len: data.len() as u16,
+            laddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            raddr: [127, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            ..VpSockEvent::default()
+        };
+        let mut b = e.to_bytes().to_vec();
+        b.extend_from_slice(data);
+        // A ring item is longer than its record: room for the most message
+        // bytes it could carry.
+        b.extend_from_slice(&[0xee; 24]);
+        b
+    }
+
+    fn comm(tid: u32) -> Vec<u8> {
+        let mut c = VpCommEvent {
+            kind: REC_COMM,
+            pid: 10,
+            tid,
+            ts_ns: 1,
+            ..VpCommEvent::default()
+        };
+        c.comm[..3].copy_from_slice(b"web");
+        c.to_bytes().to_vec()
+    }
+
+    /// Replays ring items as a recorder keeps them, with or without a
+    /// labeler, in polls of (ring, item) lists with horizons.
+    fn replay(polls: &[(Vec<(usize, Vec<u8>)>, u64)], labels: bool) -> Vec<Record> {
+        let mut labeler = labels.then(|| Labeler::new(64));
+        let mut r = Replay::new();
+        let mut out = Vec::new();
+        let mut scratch = [0u8; 96];
+        for (items, horizon) in polls {
+            for (ring, item) in items {
+                let (kept, label) = raw::take_record(item, labeler.as_mut(), &mut scratch).unwrap();
+                r.record(*ring, kept, label, &mut |x| out.push(x)).unwrap();
+            }
+            r.checkpoint(*horizon, 0, &mut |x| out.push(x));
+        }
+        r.finish(0, 0, &mut |x| out.push(x));
+        out
+    }
+
+    fn ts_of(recs: &[Record]) -> Vec<String> {
+        recs.iter()
+            .map(|r| match r {
+                Record::Event(e) => format!("e{}", e.ts_ns),
+                Record::Thread(t) => format!("t{}", t.tid),
+                Record::Checkpoint(c) => format!("c{}", c.ts_ns),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rings_merge_in_time_order_and_events_wait_for_their_checkpoint() {
+        let polls = vec![
+            (
+                vec![
+                    (0, comm(11)),
+                    (0, sock(10, 1, 1, b"")),
+                    (0, sock(30, 1, 1, b"")),
+                    (1, sock(20, 2, 2, b"")),
+                    (1, sock(40, 2, 2, b"")),
+                ],
+                25,
+            ),
+            (vec![(1, sock(35, 2, 2, b""))], 100),
+        ];
+        let got = replay(&polls, false);
+        assert_eq!(
+            ts_of(&got),
+            ["t11", "e10", "e20", "c25", "e30", "e35", "e40", "c100", "c100"]
+        );
+    }
+
+    #[test]
+    fn labels_made_while_recording_equal_labels_made_while_parsing() {
+        let get = b"GET /index.php?title=Page_7 HTTP/1.1\r\nHost: x\r\n\r\n";
+        let items = vec![
+            (0, sock(10, 1, 2, get)),
+            (0, sock(20, 1, 1, b"HTTP/1.1 200 OK\r\n\r\n")),
+            (0, sock(30, 1, 5, b"")),
+        ];
+        let labelled = replay(&[(items.clone(), 100)], true);
+        // The same items through parse_into with a labeler, as the recorder
+        // parsed them before raw logs.
+        let mut labeler = Labeler::new(64);
+        let mut want = Vec::new();
+        for (_, b) in &items {
+            raw::parse_into(b, Some(&mut labeler), &mut |r| want.push(r)).unwrap();
+        }
+        want.push(Record::Checkpoint(Checkpoint {
+            ts_ns: 100,
+            lost_total: 0,
+        }));
+        assert_eq!(labelled[..4], want[..]);
+        let Record::Event(e) = &labelled[0] else {
+            panic!("an event")
+        };
+        let Some(Data::Label(l)) = e.data.as_deref() else {
+            panic!("a label, not bytes: {:?}", e.data)
+        };
+        assert!(l.name.contains("GET"), "{l:?}");
+        // Without a labeler the bytes stay, exactly the record's own.
+        let kept = replay(&[(items, 100)], false);
+        let Record::Event(e) = &kept[0] else {
+            panic!("an event")
+        };
+        let Some(Data::Bytes { offset: 0, bytes }) = e.data.as_deref() else {
+            panic!("bytes: {:?}", e.data)
+        };
+        assert_eq!(&bytes[..], &get[..]);
+        let Record::Event(close) = &kept[2] else {
+            panic!("an event")
+        };
+        assert_eq!(close.op, Op::Close);
+    }
+
+    #[test]
+    fn a_record_that_does_not_parse_is_counted_and_the_replay_goes_on() {
+        let mut r = Replay::new();
+        let mut out = Vec::new();
+        let bad = [9u8; 40];
+        assert!(r.record(0, &bad, None, &mut |x| out.push(x)).is_err());
+        let good = sock(5, 1, 1, b"");
+        r.record(0, &good[..96], None, &mut |x| out.push(x)).unwrap();
+        let st = r.checkpoint(10, 0, &mut |x| out.push(x));
+        assert_eq!(st.bad_records, 1);
+        assert_eq!(st.events_read, 1);
+        assert!(matches!(r.last_bad_record(), Some(RawError::UnknownKind { kind: 9 })));
+        assert_eq!(ts_of(&out), ["e5", "c10"]);
+    }
+}
