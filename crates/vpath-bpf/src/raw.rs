@@ -9,8 +9,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use core::mem::{offset_of, size_of};
-use vpath_core::content::Labeler;
 use std::sync::Arc;
+use vpath_core::content::Labeler;
 use vpath_core::{flags, Data, Event, Label, Op, Record, Syscall, ThreadInfo};
 
 /// `VP_REC_SOCK`: a [`VpSockEvent`].

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use aya::maps::{ArrayOfMaps, HashMap as BpfHashMap, Map, MapData, PerCpuArray, RingBuf};
 use aya::programs::{BtfTracePoint, Iter, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
-use vpath_core::content::Labeler;
 use std::sync::Arc;
+use vpath_core::content::Labeler;
 use vpath_core::{Checkpoint, Label, Record};
 
 use crate::clock::{monotonic_ns, ClockOffset};
@@ -65,6 +65,13 @@ pub struct RecorderOptions {
     /// a ring gets a quarter full, it halves back (see
     /// [`next_poll_interval`]). Equal to `poll_interval`: a fixed period.
     pub max_poll_interval: Duration,
+    /// A poll that drains more than this (all rings together) makes the
+    /// next one come sooner, one that drains less than half of it lets the
+    /// next wait longer (see [`next_poll_interval`]). Small for a reader that
+    /// parses (its data is warmer sooner) or feeds a live analysis; large
+    /// for one that only stores the records (`vpath record`), whose cost is
+    /// mostly per poll.
+    pub poll_drain_bytes: usize,
     /// A checkpoint covers events up to `now - margin`: time for a probe
     /// that took its timestamp to reserve and submit its record.
     pub checkpoint_margin: Duration,
@@ -130,6 +137,7 @@ impl Default for RecorderOptions {
             ring_bytes: 16 << 20,
             poll_interval: Duration::from_millis(20),
             max_poll_interval: Duration::from_millis(100),
+            poll_drain_bytes: 256 << 10,
             checkpoint_margin: Duration::from_millis(2),
             exclude_self: true,
             discard_in_kernel: false,
@@ -388,32 +396,26 @@ pub fn ensure_tracefs() -> Result<(), RecordError> {
 /// The ring buffer's header before each record.
 const RING_HEADER: usize = 8;
 
-/// A poll that drained less than this (all rings together) mostly paid its
-/// fixed costs: the next one may wait longer.
-const SMALL_DRAIN: usize = 128 << 10;
-/// A poll that drained more than this handled data the reader would have
-/// found warmer sooner: the next one comes sooner.
-const LARGE_DRAIN: usize = 256 << 10;
-
 /// The wait before the next poll, after one that drained `drained` bytes
 /// from all rings and found the fullest ring `fill` full (0..1). A quiet
 /// host's polls mostly pay their fixed costs (the task iterator visits
-/// every thread), so below [`SMALL_DRAIN`] the wait doubles, up to `max`.
-/// On a busy host the reader's cost per event grows with the batch (the
-/// demo's reader took 225 ns per event at 40-100 ms against 145 at 20 ms),
-/// so above [`LARGE_DRAIN`], or past a quarter of a ring, it halves, down to
-/// `min`. In between it stays.
+/// every thread), so below half of `target` bytes the wait doubles, up to
+/// `max`. On a busy host a parsing reader's cost per event grows with the
+/// batch (the demo's reader took 225 ns per event at 40-100 ms against 145
+/// at 20 ms), so above `target`, or past a quarter of a ring, it halves,
+/// down to `min`. In between it stays.
 pub(crate) fn next_poll_interval(
     current: Duration,
     drained: usize,
     fill: f64,
+    target: usize,
     min: Duration,
     max: Duration,
 ) -> Duration {
     let max = max.max(min);
-    let next = if fill > 0.25 || drained > LARGE_DRAIN {
+    let next = if fill > 0.25 || drained > target {
         current / 2
-    } else if drained < SMALL_DRAIN {
+    } else if drained < target / 2 {
         current.saturating_mul(2)
     } else {
         current
@@ -718,6 +720,7 @@ impl Recorder {
             self.interval,
             drained.iter().sum(),
             fill,
+            self.opts.poll_drain_bytes,
             self.opts.poll_interval,
             self.opts.max_poll_interval,
         );
@@ -1008,7 +1011,9 @@ mod tests {
     fn the_poll_interval_follows_how_much_each_poll_drains() {
         let ms = Duration::from_millis;
         let kib = |k: usize| k << 10;
-        let next = |cur, drained, fill| next_poll_interval(ms(cur), drained, fill, ms(20), ms(100));
+        let next = |cur, drained, fill| {
+            next_poll_interval(ms(cur), drained, fill, kib(256), ms(20), ms(100))
+        };
         // Quiet: doubles up to the maximum.
         assert_eq!(next(20, 0, 0.0), ms(40));
         assert_eq!(next(80, kib(100), 0.01), ms(100));
@@ -1022,8 +1027,23 @@ mod tests {
         // In between: stays.
         assert_eq!(next(40, kib(200), 0.1), ms(40));
         // A fixed period when max <= min.
-        assert_eq!(next_poll_interval(ms(20), 0, 0.0, ms(20), ms(20)), ms(20));
-        assert_eq!(next_poll_interval(ms(20), 0, 0.0, ms(20), ms(5)), ms(20));
+        assert_eq!(
+            next_poll_interval(ms(20), 0, 0.0, kib(256), ms(20), ms(20)),
+            ms(20)
+        );
+        assert_eq!(
+            next_poll_interval(ms(20), 0, 0.0, kib(256), ms(20), ms(5)),
+            ms(20)
+        );
+        // A storing reader's larger target: 1 MiB per poll is not busy.
+        assert_eq!(
+            next_poll_interval(ms(100), kib(900), 0.05, kib(1024), ms(20), ms(250)),
+            ms(100)
+        );
+        assert_eq!(
+            next_poll_interval(ms(100), kib(300), 0.05, kib(1024), ms(20), ms(250)),
+            ms(200)
+        );
     }
 
     #[test]

@@ -205,9 +205,12 @@ mod tests {
         c.to_bytes().to_vec()
     }
 
+    /// One poll: (ring, ring item) pairs, then the horizon.
+    type Poll = (Vec<(usize, Vec<u8>)>, u64);
+
     /// Replays ring items as a recorder keeps them, with or without a
-    /// labeler, in polls of (ring, item) lists with horizons.
-    fn replay(polls: &[(Vec<(usize, Vec<u8>)>, u64)], labels: bool) -> Vec<Record> {
+    /// labeler, poll after poll.
+    fn replay(polls: &[Poll], labels: bool) -> Vec<Record> {
         let mut labeler = labels.then(|| Labeler::new(64));
         let mut r = Replay::new();
         let mut out = Vec::new();
@@ -305,11 +308,15 @@ mod tests {
         let bad = [9u8; 40];
         assert!(r.record(0, &bad, None, &mut |x| out.push(x)).is_err());
         let good = sock(5, 1, 1, b"");
-        r.record(0, &good[..96], None, &mut |x| out.push(x)).unwrap();
+        r.record(0, &good[..96], None, &mut |x| out.push(x))
+            .unwrap();
         let st = r.checkpoint(10, 0, &mut |x| out.push(x));
         assert_eq!(st.bad_records, 1);
         assert_eq!(st.events_read, 1);
-        assert!(matches!(r.last_bad_record(), Some(RawError::UnknownKind { kind: 9 })));
+        assert!(matches!(
+            r.last_bad_record(),
+            Some(RawError::UnknownKind { kind: 9 })
+        ));
         assert_eq!(ts_of(&out), ["e5", "c10"]);
     }
 }

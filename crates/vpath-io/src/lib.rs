@@ -12,4 +12,4 @@ pub mod source;
 pub use drive::analyze;
 pub use export::{DotSink, JaegerSink, MermaidSink, OtlpHttpSink, OtlpJsonSink, PerfettoSink, Tee};
 pub use sink::{JsonlSink, RunInfo, Sink, SummarySink, TextSink};
-pub use source::{open, Source, SourceError, SourceInfo};
+pub use source::{open, open_with, RawReplay, RawReplayFactory, Source, SourceError, SourceInfo};

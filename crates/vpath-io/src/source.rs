@@ -2,13 +2,15 @@
 //! importers and (in the binary) the live recorder all stand behind
 //! [`Source`], so the analysis does not care where events come from.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
+use std::sync::Arc;
 
-use vpath_core::Record;
+use vpath_core::{Checkpoint, Label, Record};
 use vpath_import::{Format, ImportError, SeedImporter, StraceImporter};
-use vpath_log::{Clock, LogError, LogReader};
+use vpath_log::{Clock, Item, LogError, LogReader};
 
 /// What a source is, and what it has delivered so far.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -56,6 +58,18 @@ pub enum SourceError {
         #[source]
         source: ImportError,
     },
+    #[error("{file}: a raw capture (layout {layout:?}) that {why}")]
+    RawLayout {
+        file: String,
+        layout: String,
+        why: String,
+    },
+    #[error("{file}: raw record at byte {offset} does not parse ({detail}); skipped, and the replay goes on")]
+    RawRecord {
+        file: String,
+        offset: u64,
+        detail: String,
+    },
     #[error("{file}: not a vpath log, a seed (Xen) log or strace output: the first line is neither (expected a vpath log's magic bytes, `NNNN DomN ...` or `PID TIMESTAMP syscall(...)`)")]
     UnknownFormat { file: String },
 }
@@ -68,6 +82,7 @@ impl SourceError {
             SourceError::Import { source, .. } => {
                 matches!(source.kind, vpath_import::ErrorKind::Io { .. })
             }
+            SourceError::RawRecord { .. } => false,
             _ => true,
         }
     }
@@ -81,8 +96,44 @@ pub trait Source {
     fn next_record(&mut self) -> Result<Option<Record>, SourceError>;
 }
 
-/// Opens a file, recognizing its format from its first bytes.
+/// Parses the Raw records of a raw log (format 1.3): kernel records in the
+/// recorder's layout, which this crate does not know. The binary supplies
+/// one (vpath-bpf's replay) through [`open_with`].
+pub trait RawReplay {
+    /// One Raw record, from stream (ring) `stream`, with the label the
+    /// recorder made of its message bytes. Records go to `out`; an error
+    /// says why the record does not parse.
+    fn record(
+        &mut self,
+        stream: u32,
+        bytes: &[u8],
+        label: Option<Arc<Label>>,
+        out: &mut dyn FnMut(Record),
+    ) -> Result<(), String>;
+    /// A poll's end, as the log's Checkpoint record says.
+    fn checkpoint(&mut self, cp: Checkpoint, out: &mut dyn FnMut(Record));
+    /// The end of the log: everything held goes out. `clean`: the log
+    /// ended with its End record; else records of its last poll may be
+    /// missing, and the replay must say so (count a loss) rather than
+    /// promise them complete.
+    fn finish(&mut self, clean: bool, out: &mut dyn FnMut(Record));
+}
+
+/// Makes the replay of a raw layout (the header's `raw_layout`), or says
+/// why it cannot (a layout of another recorder version).
+pub type RawReplayFactory = fn(layout: &str) -> Result<Box<dyn RawReplay>, String>;
+
+/// Opens a file, recognizing its format from its first bytes. Raw logs need
+/// [`open_with`].
 pub fn open(path: &Path) -> Result<Box<dyn Source>, SourceError> {
+    open_with(path, None)
+}
+
+/// As [`open`], with the replay of raw logs.
+pub fn open_with(
+    path: &Path,
+    raw: Option<RawReplayFactory>,
+) -> Result<Box<dyn Source>, SourceError> {
     let file = path.display().to_string();
     let open_err = |source| SourceError::Open {
         file: file.clone(),
@@ -102,7 +153,7 @@ pub fn open(path: &Path) -> Result<Box<dyn Source>, SourceError> {
     head.truncate(n);
     let f = File::open(path).map_err(open_err)?;
     if head.starts_with(&vpath_log::MAGIC) {
-        return Ok(Box::new(LogSource::new(f, file)?));
+        return Ok(Box::new(LogSource::with_raw(f, file, raw)?));
     }
     let stem = path
         .file_stem()
@@ -119,10 +170,28 @@ pub fn open(path: &Path) -> Result<Box<dyn Source>, SourceError> {
 pub struct LogSource {
     reader: Option<LogReader<BufReader<File>>>,
     info: SourceInfo,
+    /// For a raw log: its replay, and the records it handed out that wait
+    /// to be returned.
+    replay: Option<Box<dyn RawReplay>>,
+    pending: VecDeque<Record>,
+    /// The error that ended a raw log, returned after the records the
+    /// replay still held.
+    deferred: Option<SourceError>,
 }
 
 impl LogSource {
+    /// An event log (a raw log is an error: see [`LogSource::with_raw`]).
     pub fn new(f: File, file: String) -> Result<Self, SourceError> {
+        Self::with_raw(f, file, None)
+    }
+
+    /// A log of either kind; a raw log is replayed with the replay `raw`
+    /// makes for its layout.
+    pub fn with_raw(
+        f: File,
+        file: String,
+        raw: Option<RawReplayFactory>,
+    ) -> Result<Self, SourceError> {
         let reader = LogReader::new(BufReader::with_capacity(1 << 20, f)).map_err(|source| {
             SourceError::Log {
                 file: file.clone(),
@@ -146,10 +215,85 @@ impl LogSource {
             skipped: 0,
             errors: 0,
         };
+        let replay = if h.is_raw() {
+            let layout = h.raw_layout.clone();
+            let Some(make) = raw else {
+                return Err(SourceError::RawLayout {
+                    file: info.file,
+                    layout,
+                    why: "only the vpath binary can replay".into(),
+                });
+            };
+            let r = make(&layout).map_err(|why| SourceError::RawLayout {
+                file: info.file.clone(),
+                layout,
+                why,
+            })?;
+            Some(r)
+        } else {
+            None
+        };
+        let mut info = info;
+        if replay.is_some() {
+            info.format = "vlog-raw".into();
+        }
         Ok(LogSource {
             reader: Some(reader),
             info,
+            replay,
+            pending: VecDeque::new(),
+            deferred: None,
         })
+    }
+
+    /// Reads on until the replay hands out a record (or the log ends).
+    fn next_replayed(&mut self) -> Result<Option<Record>, SourceError> {
+        loop {
+            if let Some(r) = self.pending.pop_front() {
+                self.info.records += 1;
+                return Ok(Some(r));
+            }
+            let (Some(reader), Some(replay)) = (self.reader.as_mut(), self.replay.as_mut()) else {
+                return match self.deferred.take() {
+                    Some(e) => Err(e),
+                    None => Ok(None),
+                };
+            };
+            let pending = &mut self.pending;
+            let mut out = |r: Record| pending.push_back(r);
+            match reader.next_item() {
+                Ok(Some(Item::Raw(x))) => {
+                    if let Err(detail) = replay.record(x.stream, x.bytes, x.label, &mut out) {
+                        self.info.errors += 1;
+                        return Err(SourceError::RawRecord {
+                            file: self.info.file.clone(),
+                            offset: x.offset,
+                            detail,
+                        });
+                    }
+                }
+                Ok(Some(Item::Record(Record::Checkpoint(cp)))) => replay.checkpoint(cp, &mut out),
+                Ok(Some(Item::Record(r))) => out(r),
+                Ok(None) => {
+                    let clean = reader.end().is_some();
+                    replay.finish(clean, &mut out);
+                    self.info.clean_end = Some(clean);
+                    self.reader = None;
+                }
+                Err(source) => {
+                    // What the replay holds was read whole: it goes out
+                    // first, then the error.
+                    replay.finish(false, &mut out);
+                    self.info.errors += 1;
+                    self.info.clean_end = Some(false);
+                    self.reader = None;
+                    self.deferred = Some(SourceError::Log {
+                        file: self.info.file.clone(),
+                        source,
+                    });
+                }
+            }
+        }
     }
 }
 
@@ -158,6 +302,9 @@ impl Source for LogSource {
         &self.info
     }
     fn next_record(&mut self) -> Result<Option<Record>, SourceError> {
+        if self.replay.is_some() {
+            return self.next_replayed();
+        }
         let Some(r) = self.reader.as_mut() else {
             return Ok(None);
         };

@@ -757,14 +757,16 @@ impl<R: Read> LogReader<R> {
         };
         let raw = self.header.is_raw();
         match k {
-            kind::EVENT | kind::SOCKET | kind::THREAD_STATE | kind::THREAD if raw => Err(malformed(
-                base + start as u64,
-                "record header",
-                format!(
-                    "{} record in a raw log (which holds Raw records instead)",
-                    kind::name(k)
-                ),
-            )),
+            kind::EVENT | kind::SOCKET | kind::THREAD_STATE | kind::THREAD if raw => {
+                Err(malformed(
+                    base + start as u64,
+                    "record header",
+                    format!(
+                        "{} record in a raw log (which holds Raw records instead)",
+                        kind::name(k)
+                    ),
+                ))
+            }
             kind::RAW if !raw => Err(malformed(
                 base + start as u64,
                 "record header",

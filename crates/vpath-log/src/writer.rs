@@ -316,7 +316,8 @@ impl<W: Write> LogWriter<W> {
             }
             _ => None,
         };
-        let known_label = label.is_some_and(|l| self.labels.contains_key(&(Arc::as_ptr(l) as usize)));
+        let known_label =
+            label.is_some_and(|l| self.labels.contains_key(&(Arc::as_ptr(l) as usize)));
         // Decide on a reset first: it clears every table, so it must come
         // before any interning record of this event, which is then written
         // afresh.

@@ -14,7 +14,11 @@ fn header(raw: bool) -> Header {
         flags: header_flags::CHECKPOINTED | if raw { header_flags::RAW } else { 0 },
         recorder: "raw-tests".into(),
         start_unix_ns: 7,
-        raw_layout: if raw { "test layout 1".into() } else { String::new() },
+        raw_layout: if raw {
+            "test layout 1".into()
+        } else {
+            String::new()
+        },
     }
 }
 
@@ -62,7 +66,9 @@ fn raw_records_round_trip_with_their_labels_across_label_resets() {
     let mut w = LogWriter::with_options(Vec::new(), &header(true), opts).unwrap();
     let mut want = Vec::new();
     for i in 0..60u32 {
-        let bytes: Vec<u8> = (0..(i % 7) * 20 + 1).map(|b| (b as u8) ^ (i as u8)).collect();
+        let bytes: Vec<u8> = (0..(i % 7) * 20 + 1)
+            .map(|b| (b as u8) ^ (i as u8))
+            .collect();
         let l = (i % 3 == 0).then(|| &labels[(i as usize / 3) % labels.len()]);
         w.write_raw(i % 4, &bytes, l).unwrap();
         want.push(Got::Raw(i % 4, bytes, l.map(|l| (**l).clone())));
@@ -129,7 +135,11 @@ fn headers_must_pair_the_raw_flag_with_a_layout() {
 fn raw_and_event_records_do_not_mix() {
     let mut w = LogWriter::new(Vec::new(), &header(false)).unwrap();
     let e = w.write_raw(0, &[1, 2, 3], None).unwrap_err();
-    assert!(e.to_string().contains("a Raw record cannot go into a event log"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("a Raw record cannot go into a event log"),
+        "{e}"
+    );
     let mut w = LogWriter::new(Vec::new(), &header(true)).unwrap();
     let ev = vpath_core::Event {
         ts_ns: 1,
@@ -148,7 +158,10 @@ fn raw_and_event_records_do_not_mix() {
         data: None,
     };
     let e = w.write_event(&ev).unwrap_err();
-    assert!(e.to_string().contains("an Event cannot go into a raw log"), "{e}");
+    assert!(
+        e.to_string().contains("an Event cannot go into a raw log"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -160,8 +173,14 @@ fn reading_a_raw_log_as_events_names_the_record() {
     let e = r.next_record().unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("raw capture (test layout 1)"), "{msg}");
-    assert!(e.offset() > 0 && (e.offset() as usize) < bytes.len(), "{msg}");
-    assert!(r.next_record().unwrap().is_none(), "the reader stops after an error");
+    assert!(
+        e.offset() > 0 && (e.offset() as usize) < bytes.len(),
+        "{msg}"
+    );
+    assert!(
+        r.next_record().unwrap().is_none(),
+        "the reader stops after an error"
+    );
 }
 
 /// The blocks of `log` behind the header of `h`.
@@ -182,7 +201,10 @@ fn a_raw_record_in_an_event_log_and_an_event_in_a_raw_log_are_malformed() {
     let (got, r) = read_items(&as_events);
     assert!(got.is_empty());
     let e = r.unwrap_err().to_string();
-    assert!(e.contains("Raw record in a log without the RAW flag"), "{e}");
+    assert!(
+        e.contains("Raw record in a log without the RAW flag"),
+        "{e}"
+    );
 
     let mut w = LogWriter::new(Vec::new(), &header(false)).unwrap();
     w.write(&Record::Thread(vpath_core::ThreadInfo {

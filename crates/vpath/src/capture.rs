@@ -14,6 +14,8 @@ use vpath_core::{Analyzer, Config, Record};
 use vpath_io::sink::render_tree;
 use vpath_log::{header_flags, Clock, EndStats, Header, LogWriter};
 
+use crate::rawlog::LogSink;
+
 /// What to capture; shared by `record` and `live`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct CaptureArgs {
@@ -100,13 +102,20 @@ struct Capture {
 }
 
 impl Capture {
-    fn start(args: &CaptureArgs) -> anyhow::Result<Capture> {
+    /// `store`: the records only go to a file, so nothing waits for them:
+    /// polls come as rarely as the rings allow (a poll's fixed costs, the
+    /// task iterator's visit of every thread first, then recur less).
+    fn start(args: &CaptureArgs, store: bool) -> anyhow::Result<Capture> {
         let filters = args.filters()?;
-        let opts = RecorderOptions {
+        let mut opts = RecorderOptions {
             ring_bytes: args.ring_bytes,
             content: args.content(),
             ..RecorderOptions::default()
         };
+        if store {
+            opts.max_poll_interval = Duration::from_millis(250);
+            opts.poll_drain_bytes = (args.ring_bytes as usize / 16).max(opts.poll_drain_bytes);
+        }
         let rec = Recorder::start(&filters, opts)?;
         let stop = Arc::new(AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -139,7 +148,16 @@ impl Capture {
 
     /// One poll; Some(why) when it is time to stop.
     fn poll(&mut self, each: &mut impl FnMut(Record)) -> anyhow::Result<Option<Stop>> {
-        self.rec.poll(each)?;
+        self.poll_with(|rec| rec.poll(each).map(|_| ()))
+    }
+
+    /// One poll made by `poll` (of either kind); Some(why) when it is time
+    /// to stop.
+    fn poll_with(
+        &mut self,
+        poll: impl FnOnce(&mut Recorder) -> Result<(), vpath_bpf::RecordError>,
+    ) -> anyhow::Result<Option<Stop>> {
+        poll(&mut self.rec)?;
         if self.stop.load(Ordering::Relaxed) {
             if let Some(c) = self.child.as_mut() {
                 // Let the command see the signal too; wait for it below.
@@ -179,17 +197,34 @@ fn exit_of(stop: &Stop) -> ExitCode {
     }
 }
 
-pub fn record(args: &CaptureArgs, output: &PathBuf) -> anyhow::Result<ExitCode> {
+/// What `vpath record` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// The kernel's records as the rings gave them (format 1.3 raw): the
+    /// cheapest to record (no parsing, ordering or interning while the
+    /// workload runs), about 100 bytes per event; `analyze` replays them.
+    Raw,
+    /// Parsed, ordered and interned events (format 1.3 events): about 20
+    /// bytes per event, at several times the recorder's CPU.
+    Events,
+}
+
+pub fn record(
+    args: &CaptureArgs,
+    output: &std::path::Path,
+    format: LogFormat,
+) -> anyhow::Result<ExitCode> {
     if args.command.is_empty() && args.duration.is_none() {
         eprintln!(
             "vpath: recording until interrupted (Ctrl-C); use --duration S or -- CMD to bound it"
         );
     }
-    let mut cap = Capture::start(args)?;
+    let mut cap = Capture::start(args, true)?;
     let start_unix_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
+    let raw = format == LogFormat::Raw;
     let header = Header {
         host: hostname(),
         wall_minus_mono_ns: cap.rec.clock_offset().wall_minus_mono_ns,
@@ -198,47 +233,79 @@ pub fn record(args: &CaptureArgs, output: &PathBuf) -> anyhow::Result<ExitCode> 
             | match cap.rec.options().content {
                 ContentCapture::Payload { .. } => header_flags::PAYLOADS,
                 _ => 0,
-            },
+            }
+            | if raw { header_flags::RAW } else { 0 },
         recorder: format!(
             "vpath {}; {}",
             env!("CARGO_PKG_VERSION"),
             cap.rec.options().content.describe()
         ),
         start_unix_ns,
-        raw_layout: String::new(),
+        raw_layout: if raw {
+            vpath_bpf::raw_layout()
+        } else {
+            String::new()
+        },
     };
-    let file = std::fs::File::create(output)
+    let file = crate::direct::LogFile::create(output)
         .with_context(|| format!("cannot create {}", output.display()))?;
-    let mut w = LogWriter::new(std::io::BufWriter::with_capacity(1 << 20, file), &header)
-        .with_context(|| format!("writing {}", output.display()))?;
-    let mut werr: Option<vpath_log::WriteError> = None;
-    let mut write = |r: Record| {
-        if werr.is_none() {
-            if let Err(e) = w.write(&r) {
-                werr = Some(e);
-            }
-        }
-    };
+    let w =
+        LogWriter::new(file, &header).with_context(|| format!("writing {}", output.display()))?;
     let t0 = Instant::now();
-    let why = loop {
-        if let Some(why) = cap.poll(&mut write)? {
-            break why;
+    let (w, counters, why, written_events) = if raw {
+        let mut sink = LogSink { w, err: None };
+        let why = loop {
+            if let Some(why) = cap.poll_with(|rec| rec.poll_raw(&mut sink).map(|_| ()))? {
+                break why;
+            }
+        };
+        let counters = cap.rec.stop_raw(&mut sink)?;
+        if let Some(e) = sink.err {
+            bail!("writing {}: {e}", output.display());
         }
+        (sink.w, counters, why, None)
+    } else {
+        let mut w = w;
+        let mut werr: Option<vpath_log::WriteError> = None;
+        let mut write = |r: Record| {
+            if werr.is_none() {
+                if let Err(e) = w.write(&r) {
+                    werr = Some(e);
+                }
+            }
+        };
+        let why = loop {
+            if let Some(why) = cap.poll_with(|rec| rec.poll(&mut write).map(|_| ()))? {
+                break why;
+            }
+        };
+        let counters = cap.rec.stop(&mut write)?;
+        if let Some(e) = werr {
+            bail!("writing {}: {e}", output.display());
+        }
+        let n = w.events_written();
+        (w, counters, why, Some(n))
     };
-    let counters = cap.rec.stop(&mut write)?;
-    if let Some(e) = werr {
-        bail!("writing {}: {e}", output.display());
-    }
-    let written = w.events_written();
+    // A raw log counts records (socket and thread records alike) in its
+    // End record; an event log counts events.
+    let (emitted, written, lost) = match written_events {
+        None => (
+            counters.events_emitted + counters.comms_emitted,
+            w.events_written(),
+            counters.events_dropped + counters.comms_dropped,
+        ),
+        Some(n) => (counters.events_produced(), n, counters.events_dropped),
+    };
     w.finish(EndStats {
-        events_emitted: counters.events_produced(),
+        events_emitted: emitted,
         events_written: written,
-        events_lost: counters.events_dropped,
+        events_lost: lost,
     })
     .with_context(|| format!("finishing {}", output.display()))?;
     eprintln!(
-        "vpath: recorded {} events in {:.1} s to {} ({} lost in the kernel{}; {} operations merged into runs; {} that moved no bytes not recorded)",
+        "vpath: recorded {} {} in {:.1} s to {} ({} lost in the kernel{}; {} operations merged into runs; {} that moved no bytes not recorded)",
         written,
+        if raw { "records" } else { "events" },
         t0.elapsed().as_secs_f64(),
         output.display(),
         counters.events_dropped,
@@ -262,7 +329,7 @@ pub fn live(
     if let Some(url) = otlp_endpoint {
         vpath_io::export::otlp::normalize_endpoint(url)?;
     }
-    let mut cap = Capture::start(args)?;
+    let mut cap = Capture::start(args, false)?;
     let mut a = Analyzer::new(config);
     let host = hostname();
     let h = a.add_host(&host, true);

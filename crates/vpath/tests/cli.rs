@@ -151,10 +151,20 @@ fn bad_strace_line_names_file_and_line_and_keeps_the_rest() {
 /// program logs itself.
 #[test]
 fn record_a_wrapped_command_then_analyze_matches_ground_truth() {
-    if !need_root("record_a_wrapped_command_then_analyze_matches_ground_truth") {
+    record_then_analyze("raw");
+}
+
+/// The same with the log written as parsed events.
+#[test]
+fn record_as_events_then_analyze_matches_ground_truth() {
+    record_then_analyze("events");
+}
+
+fn record_then_analyze(format: &str) {
+    if !need_root(&format!("record_then_analyze({format})")) {
         return;
     }
-    let d = tmpdir("e2e");
+    let d = tmpdir(&format!("e2e-{format}"));
     let (front, back) = (free_port(), free_port());
     let exe = env!("CARGO_BIN_EXE_vpath");
     let tier = |name: &str, port: u16, extra: &[String]| -> Child {
@@ -192,6 +202,8 @@ fn record_a_wrapped_command_then_analyze_matches_ground_truth() {
     let out = run(vpath()
         .args([
             "record",
+            "--format",
+            format,
             "--port",
             &front.to_string(),
             "--port",
@@ -237,6 +249,7 @@ fn record_a_wrapped_command_then_analyze_matches_ground_truth() {
         "{}",
         &dump[dump.len().saturating_sub(500)..]
     );
+    assert_eq!(dump.contains("# flags: checkpointed,raw"), format == "raw");
 
     // A log cut short: the damage is named with its byte offset, every
     // complete record before it is still analyzed, and what the cut made
