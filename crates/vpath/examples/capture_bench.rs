@@ -287,7 +287,7 @@ fn vpath_bin(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 fn end_stats(log: &Path) -> anyhow::Result<vpath_log::EndStats> {
     let mut r = vpath_log::LogReader::open(log)?;
     while r
-        .next_record()
+        .next_item()
         .with_context(|| format!("reading {}", log.display()))?
         .is_some()
     {}

@@ -253,7 +253,11 @@ pub fn record(
         LogWriter::new(file, &header).with_context(|| format!("writing {}", output.display()))?;
     let t0 = Instant::now();
     let (w, counters, why, written_events) = if raw {
-        let mut sink = LogSink { w, err: None };
+        let mut sink = LogSink {
+            w,
+            err: None,
+            events: 0,
+        };
         let why = loop {
             if let Some(why) = cap.poll_with(|rec| rec.poll_raw(&mut sink).map(|_| ()))? {
                 break why;
@@ -263,7 +267,8 @@ pub fn record(
         if let Some(e) = sink.err {
             bail!("writing {}: {e}", output.display());
         }
-        (sink.w, counters, why, None)
+        let n = sink.events;
+        (sink.w, counters, why, n)
     } else {
         let mut w = w;
         let mut werr: Option<vpath_log::WriteError> = None;
@@ -284,17 +289,23 @@ pub fn record(
             bail!("writing {}: {e}", output.display());
         }
         let n = w.events_written();
-        (w, counters, why, Some(n))
+        (w, counters, why, n)
     };
-    // A raw log counts records (socket and thread records alike) in its
-    // End record; an event log counts events.
-    let (emitted, written, lost) = match written_events {
-        None => (
-            counters.events_emitted + counters.comms_emitted,
-            w.events_written(),
-            counters.events_dropped + counters.comms_dropped,
-        ),
-        Some(n) => (counters.events_produced(), n, counters.events_dropped),
+    // The End record counts socket records: a raw log's as the kernel made
+    // them (a run is one), an event log's as events (a run of several
+    // operations is two).
+    let (emitted, written, lost) = if raw {
+        (
+            counters.events_emitted,
+            written_events,
+            counters.events_dropped,
+        )
+    } else {
+        (
+            counters.events_produced(),
+            written_events,
+            counters.events_dropped,
+        )
     };
     w.finish(EndStats {
         events_emitted: emitted,

@@ -63,13 +63,16 @@ impl RawReplay for LogReplay {
 pub struct LogSink<W: std::io::Write> {
     pub w: LogWriter<W>,
     pub err: Option<WriteError>,
+    /// Socket records written (thread records are not events).
+    pub events: u64,
 }
 
 impl<W: std::io::Write> RawSink for LogSink<W> {
     fn record(&mut self, ring: usize, kept: &[u8], label: Option<Arc<Label>>) {
         if self.err.is_none() {
-            if let Err(e) = self.w.write_raw(ring as u32, kept, label.as_ref()) {
-                self.err = Some(e);
+            match self.w.write_raw(ring as u32, kept, label.as_ref()) {
+                Ok(()) => self.events += u64::from(kept[0] != vpath_bpf::raw::REC_COMM),
+                Err(e) => self.err = Some(e),
             }
         }
     }

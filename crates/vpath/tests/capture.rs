@@ -213,20 +213,25 @@ fn tiny_ring_under_flood_drops_are_counted_and_paths_marked_incomplete() {
     let rec_err = text(&out.stderr);
     tiers.stop();
 
-    // The log, record by record, and its End trailer.
+    // The log (raw: the kernel's records as the rings gave them), record
+    // by record, and its End trailer, which counts socket records.
     let mut r = vpath_log::LogReader::open(&log).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        r.header().is_raw(),
+        "vpath record writes raw logs by default"
+    );
     let (mut events, mut last_lost_total) = (0u64, 0u64);
-    while let Some(rec) = r
-        .next_record()
+    while let Some(item) = r
+        .next_item()
         .unwrap_or_else(|e| panic!("{}: {e}", log.display()))
     {
-        match rec {
-            vpath_core::Record::Event(_) => events += 1,
-            vpath_core::Record::Checkpoint(c) => {
+        match item {
+            vpath_log::Item::Raw(x) => events += u64::from(x.bytes[0] != vpath_bpf::raw::REC_COMM),
+            vpath_log::Item::Record(vpath_core::Record::Checkpoint(c)) => {
                 assert!(c.lost_total >= last_lost_total, "lost_total is cumulative");
                 last_lost_total = c.lost_total;
             }
-            vpath_core::Record::Thread(_) => {}
+            vpath_log::Item::Record(other) => panic!("a raw log holds {other:?}"),
         }
     }
     let end = r.end().expect("the log ended cleanly with an End trailer");
@@ -441,7 +446,7 @@ fn paths_after_a_lossy_flood_are_exact_again() {
     tiers.stop();
     let mut r = vpath_log::LogReader::open(&log).unwrap_or_else(|e| panic!("{e}"));
     while r
-        .next_record()
+        .next_item()
         .unwrap_or_else(|e| panic!("{}: {e}", log.display()))
         .is_some()
     {}
