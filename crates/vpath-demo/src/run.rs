@@ -152,20 +152,36 @@ pub enum Stage {
     /// Events submitted to the ring buffer and drained by user space
     /// without parsing.
     RingTransfer,
-    /// Parsed, ordered and checkpointed by the Recorder (the full in-memory
-    /// capture; what `traced` reports).
-    Recorded,
-    /// `vpath record`: the same, written to a binary log file.
+    /// `vpath record`: the records as the rings gave them (message starts
+    /// read into labels), written to a raw log that `vpath analyze` parses
+    /// later; what `traced` reports when the demo runs from the vpath
+    /// binary.
     LogWritten,
+    /// Parsed, ordered and checkpointed in memory by the Recorder, as
+    /// `vpath live` and the demo's accuracy passes feed the analyzer.
+    Recorded,
 }
 
 impl Stage {
+    /// What the stage runs, in a sentence's words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Stage::Untraced => "no probes",
+            Stage::EventsCaught => "probes attached, returning after their filters",
+            Stage::RingTransfer => "records drained from the rings unparsed",
+            Stage::LogWritten => {
+                "`vpath record`: the eBPF recorder writing a raw log (parsed later by `vpath analyze`)"
+            }
+            Stage::Recorded => "the eBPF recorder attached, events parsed and ordered in memory",
+        }
+    }
+
     pub const ALL: [Stage; 5] = [
         Stage::Untraced,
         Stage::EventsCaught,
         Stage::RingTransfer,
-        Stage::Recorded,
         Stage::LogWritten,
+        Stage::Recorded,
     ];
 
     pub fn label(self) -> &'static str {
@@ -173,8 +189,8 @@ impl Stage {
             Stage::Untraced => "untraced",
             Stage::EventsCaught => "events caught",
             Stage::RingTransfer => "ring-buffer transfer",
+            Stage::LogWritten => "raw log written",
             Stage::Recorded => "parsed and ordered",
-            Stage::LogWritten => "writing the log",
         }
     }
 }
@@ -211,6 +227,8 @@ pub struct Overhead {
     pub pass_duration_ms: u64,
     pub untraced: LoadStats,
     pub traced: LoadStats,
+    /// Which stage of the dissection `traced` is.
+    pub traced_stage: Stage,
     pub throughput_loss_pct: f64,
     pub mean_increase_pct: f64,
     pub p50_increase_pct: f64,
@@ -325,8 +343,13 @@ impl DemoReport {
         );
         if let Some(o) = &self.overhead {
             s.push_str(&format!(
-                "\nOverhead ({}, {} untraced + {} traced passes of {} ms, concurrency {}):\n",
-                o.model, o.untraced.passes, o.traced.passes, o.pass_duration_ms, o.concurrency
+                "\nOverhead ({}, {} untraced + {} traced passes of {} ms, concurrency {}; traced = {}):\n",
+                o.model,
+                o.untraced.passes,
+                o.traced.passes,
+                o.pass_duration_ms,
+                o.concurrency,
+                o.traced_stage.describe()
             ));
             s.push_str(&format!(
                 "  {:<10} {:>12} {:>10} {:>10} {:>10} {:>10}\n",
@@ -1018,10 +1041,14 @@ impl Ctx<'_> {
             });
         }
         let iu = 0;
+        // What a user runs to record: `vpath record` when there is a vpath
+        // binary to run, else the in-memory recorder.
         let it = stages
             .iter()
-            .position(|s| *s == Stage::Recorded)
+            .position(|s| *s == Stage::LogWritten)
+            .or_else(|| stages.iter().position(|s| *s == Stage::Recorded))
             .context("no recorded stage")?;
+        let traced_stage = stages[it];
         let u = out[iu].load.clone();
         let t = out[it].load.clone();
         let cdf_csv = dir.join("latency-cdf.csv");
@@ -1029,7 +1056,11 @@ impl Ctx<'_> {
         write_cdf(&cdf_csv, &mut lu[iu], &mut lt[0])?;
         let cdf_series = vec![
             CdfSeries::from_samples("untraced", "#4e79a7", &lu[iu]),
-            CdfSeries::from_samples("traced (recorded)", "#e15759", &lt[0]),
+            CdfSeries::from_samples(
+                &format!("traced ({})", traced_stage.label()),
+                "#e15759",
+                &lt[0],
+            ),
         ];
         let cdf_svg = dir.join("latency-cdf.svg");
         let title = format!(
@@ -1056,6 +1087,7 @@ impl Ctx<'_> {
             p99_increase_pct: pct(u.p99_us, t.p99_us),
             untraced: u,
             traced: t,
+            traced_stage,
             events_delivered: counts[it].0,
             events_dropped: counts[it].1,
             cdf_csv,
@@ -1396,12 +1428,13 @@ fn write_html(
         html = html.overhead(OverheadSection {
             description: format!(
                 "vApp ({}) at saturation, concurrency {}: {} untraced and {} traced passes of {} ms, alternating. \
-                 Traced = the eBPF recorder attached, events parsed and ordered in memory.",
+                 Traced = {}.",
                 o.model,
                 o.concurrency,
                 o.untraced.passes,
                 o.traced.passes,
-                o.pass_duration_ms
+                o.pass_duration_ms,
+                o.traced_stage.describe()
             ),
             untraced: load("untraced", &o.untraced),
             traced: load("traced", &o.traced),
@@ -1498,8 +1531,8 @@ mod tests {
                 "untraced",
                 "events_caught",
                 "ring_transfer",
-                "recorded",
-                "log_written"
+                "log_written",
+                "recorded"
             ]
         );
     }
