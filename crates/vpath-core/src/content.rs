@@ -211,6 +211,9 @@ pub struct Labeler {
     /// random key, about 1 in 2^41 per table, and a reading only names a
     /// span (it never decides causality).
     readings: FxHashMap<u64, Option<Reading>>,
+    /// The generation before: consulted on a miss, emptied as readings
+    /// move back (see [`Labeler::label`]).
+    old_readings: FxHashMap<u64, Option<Reading>>,
     /// The key of the readings' hash.
     hasher: foldhash::quality::RandomState,
     /// The labels of those readings by fingerprint: equal labels read from
@@ -227,7 +230,7 @@ struct Reading {
     request: Option<Protocol>,
 }
 
-/// Readings kept at most; past this all are forgotten.
+/// Readings kept at most (two generations of half as many each).
 const MAX_READINGS: usize = 4096;
 
 #[derive(Debug, Default)]
@@ -257,6 +260,7 @@ impl Labeler {
             max_sockets: 1 << 16,
             max_bytes,
             readings: FxHashMap::default(),
+            old_readings: FxHashMap::default(),
             labels: FxHashMap::default(),
             hasher: foldhash::quality::RandomState::default(),
         }
@@ -325,14 +329,26 @@ impl Labeler {
             h.write(&s.bytes);
             h.finish()
         };
+        if !self.readings.contains_key(&key) {
+            // Past the cap, the table becomes the old generation; a reading
+            // used again comes back from it without a parse, so the
+            // readings in use survive a stream of one-off starts (a
+            // handshake's random salt, a reply's values).
+            if self.readings.len() >= MAX_READINGS / 2 {
+                self.old_readings = std::mem::take(&mut self.readings);
+            }
+            if self.labels.len() >= MAX_READINGS {
+                self.labels.clear();
+            }
+        }
         let reading = match self.readings.get(&key) {
             Some(r) => r,
+            None if self.old_readings.contains_key(&key) => {
+                let r = self.old_readings.remove(&key).expect("checked");
+                self.readings.entry(key).or_insert(r)
+            }
             None => {
                 let mut r = read(&s.bytes, s.protocol);
-                if self.readings.len() >= MAX_READINGS {
-                    self.readings.clear();
-                    self.labels.clear();
-                }
                 // Different starts often read the same (literals redacted,
                 // a reply's values dropped): hand out one shared label, so
                 // that the log writer, which interns by the shared label,
@@ -346,9 +362,7 @@ impl Labeler {
                         }
                     }
                 }
-                self.readings
-                    .entry(key)
-                    .or_insert(r)
+                self.readings.entry(key).or_insert(r)
             }
         };
         let r = reading.as_ref()?;
@@ -429,7 +443,29 @@ mod tests {
             let get = format!("GET /p{i} HTTP/1.1\r\n");
             assert!(label(l.label(i as u64, Op::Recv, 0, get.as_bytes())).is_some());
         }
-        assert!(l.readings.len() <= MAX_READINGS);
+        assert!(l.readings.len() + l.old_readings.len() <= MAX_READINGS);
         assert!(l.labels.len() <= MAX_READINGS);
+    }
+
+    #[test]
+    fn a_reading_in_use_survives_a_flood_of_one_off_starts() {
+        let mut l = Labeler::new(64);
+        let hot = b"GET /hot HTTP/1.1\r\n";
+        let first = label(l.label(1, Op::Recv, 0, hot)).unwrap();
+        for i in 0..3 * MAX_READINGS as u64 {
+            let once = format!("GET /once{i} HTTP/1.1\r\n");
+            assert!(label(l.label(10 + i, Op::Recv, 0, once.as_bytes())).is_some());
+            l.forget(10 + i);
+            if i % 100 == 0 {
+                // In use all along: never parsed again, so the same label.
+                let again = label(l.label(2 + i % 2, Op::Recv, 0, hot)).unwrap();
+                assert!(
+                    Arc::ptr_eq(&first, &again),
+                    "read again after {i} one-off starts"
+                );
+                l.forget(2 + i % 2);
+            }
+        }
+        assert!(l.readings.len() + l.old_readings.len() <= MAX_READINGS);
     }
 }
