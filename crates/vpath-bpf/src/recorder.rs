@@ -731,19 +731,34 @@ impl Recorder {
     /// [`Checkpoint`]. Contract: every event with `ts <= checkpoint.ts_ns`
     /// was handed out before the checkpoint or is counted in `lost_total`.
     pub fn poll_now(&mut self, out: &mut impl FnMut(Record)) -> Result<PollStats, RecordError> {
+        let (r, stats) = self.through_replay(out, false, |rec, sink| rec.poll_raw_now(sink));
+        let mut st = r?;
+        st.apply(stats.expect("a poll ends with a checkpoint"));
+        // The counters were read while the replay was lent to the sink.
+        st.counters.run_rest_events = self.replay.run_rest_events();
+        Ok(st)
+    }
+
+    /// Runs `f` with a raw sink that feeds the recorder's own [`Replay`],
+    /// which hands records to `out` (`finish`: the last checkpoint releases
+    /// everything held); returns what `f` returned and the replay's stats.
+    fn through_replay<F: FnMut(Record), R>(
+        &mut self,
+        out: &mut F,
+        finish: bool,
+        f: impl FnOnce(&mut Recorder, &mut ReplaySink<'_, F>) -> R,
+    ) -> (R, Option<ReplayStats>) {
         let mut replay = std::mem::take(&mut self.replay);
         let mut sink = ReplaySink {
             replay: &mut replay,
             out,
             stats: None,
-            finish: false,
+            finish,
         };
-        let r = self.poll_raw_now(&mut sink);
+        let r = f(self, &mut sink);
         let stats = sink.stats;
         self.replay = replay;
-        let mut st = r?;
-        st.apply(stats.expect("a poll ends with a checkpoint"));
-        Ok(st)
+        (r, stats)
     }
 
     /// As [`Recorder::poll`], but hands each ring record, as kept (see
@@ -836,16 +851,9 @@ impl Recorder {
     /// Detaches the probes, hands out everything still buffered and a final
     /// checkpoint, and returns the final counters.
     pub fn stop(mut self, out: &mut impl FnMut(Record)) -> Result<Counters, RecordError> {
-        let mut replay = std::mem::take(&mut self.replay);
-        let mut sink = ReplaySink {
-            replay: &mut replay,
-            out,
-            stats: None,
-            finish: true,
-        };
-        let r = self.stop_into(&mut sink);
+        let (r, _) = self.through_replay(out, true, |rec, sink| rec.stop_into(sink));
         let mut counters = r?;
-        counters.run_rest_events = replay.run_rest_events();
+        counters.run_rest_events = self.replay.run_rest_events();
         Ok(counters)
     }
 

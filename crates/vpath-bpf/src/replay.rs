@@ -104,9 +104,7 @@ impl Replay {
         lost_total: u64,
         out: &mut impl FnMut(Record),
     ) -> ReplayStats {
-        self.order.push_merged(&mut self.rings);
-        let (released, checkpoint) = self.order.release(horizon, lost_total, out);
-        self.take_stats(released, checkpoint)
+        self.release(horizon, lost_total, false, out)
     }
 
     /// The end of the capture: hands out everything held, then a last
@@ -117,12 +115,22 @@ impl Replay {
         lost_total: u64,
         out: &mut impl FnMut(Record),
     ) -> ReplayStats {
-        self.order.push_merged(&mut self.rings);
-        let (released, checkpoint) = self.order.finish(horizon, lost_total, out);
-        self.take_stats(released, checkpoint)
+        self.release(horizon, lost_total, true, out)
     }
 
-    fn take_stats(&mut self, released: Released, checkpoint: Checkpoint) -> ReplayStats {
+    fn release(
+        &mut self,
+        horizon: u64,
+        lost_total: u64,
+        all: bool,
+        out: &mut impl FnMut(Record),
+    ) -> ReplayStats {
+        self.order.push_merged(&mut self.rings);
+        let (released, checkpoint) = if all {
+            self.order.finish(horizon, lost_total, out)
+        } else {
+            self.order.release(horizon, lost_total, out)
+        };
         let st = ReplayStats {
             events_read: self.events_read,
             threads_out: self.threads_out,
