@@ -171,6 +171,14 @@ enum Cmd {
     },
     /// Print a vpath log as text, one line per record.
     Dump { file: PathBuf },
+    /// Rewrite a vpath log (raw or events) as an event log: a raw capture
+    /// parsed, ordered and interned, about 5x smaller.
+    Convert {
+        file: PathBuf,
+        /// The event log to write.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -298,6 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Vapp { args } => Ok(vpath_demo::vapp_main(args)),
+        Cmd::Convert { file, output } => rawlog::convert(&file, &output),
         Cmd::Dump { file } => {
             let mut reader = vpath_log::LogReader::open(&file)?;
             let mut out = BufWriter::new(io::stdout().lock());

@@ -3,12 +3,16 @@
 //! crates that must not know each other: vpath-log's container and
 //! vpath-bpf's record layout and [`Replay`].
 
+use std::path::Path;
+use std::process::ExitCode;
 use std::sync::Arc;
+
+use anyhow::Context;
 
 use vpath_bpf::{RawSink, Replay};
 use vpath_core::{Checkpoint, Label, Record};
 use vpath_io::RawReplay;
-use vpath_log::{LogWriter, WriteError};
+use vpath_log::{header_flags, EndStats, LogReader, LogWriter, WriteError};
 
 /// The replay of raw logs, for [`vpath_io::open_with`].
 pub fn replay_for(layout: &str) -> Result<Box<dyn RawReplay>, String> {
@@ -87,4 +91,67 @@ impl<W: std::io::Write> RawSink for LogSink<W> {
             }
         }
     }
+}
+
+/// `vpath convert`: reads a vpath log (raw or events) through the replay and
+/// writes it as an event log. The header is the input's, without the RAW
+/// flag. A log that did not end cleanly converts into one that does not
+/// either (no End record), and an input error stops the conversion with
+/// what came before it written out.
+pub fn convert(input: &Path, output: &Path) -> anyhow::Result<ExitCode> {
+    let mut header = LogReader::open(input)?.header().clone();
+    header.flags &= !header_flags::RAW;
+    header.raw_layout.clear();
+    let mut src = vpath_io::open_with(input, Some(replay_for))?;
+    if src.info().format != "vlog" && src.info().format != "vlog-raw" {
+        anyhow::bail!("{}: not a vpath log", input.display());
+    }
+    let file = std::fs::File::create(output)
+        .with_context(|| format!("cannot create {}", output.display()))?;
+    let mut w = LogWriter::new(std::io::BufWriter::with_capacity(1 << 20, file), &header)
+        .with_context(|| format!("writing {}", output.display()))?;
+    let mut lost = 0;
+    let mut failed = None;
+    loop {
+        match src.next_record() {
+            Ok(Some(r)) => {
+                if let vpath_core::Record::Checkpoint(cp) = &r {
+                    lost = cp.lost_total;
+                }
+                w.write(&r)
+                    .with_context(|| format!("writing {}", output.display()))?;
+            }
+            Ok(None) => break,
+            Err(e) if e.is_fatal() => {
+                failed = Some(e);
+                break;
+            }
+            Err(e) => eprintln!("vpath: {e}"),
+        }
+    }
+    let written = w.events_written();
+    if failed.is_some() || src.info().clean_end != Some(true) {
+        // Written out as it is, without End: the output says the input was
+        // cut short, as the input did.
+        w.flush()
+            .with_context(|| format!("writing {}", output.display()))?;
+        drop(w);
+        eprintln!(
+            "vpath: converted {written} events to {} WITHOUT an end record: {}",
+            output.display(),
+            match &failed {
+                Some(e) => e.to_string(),
+                None => format!("{} did not end cleanly", input.display()),
+            }
+        );
+        return Ok(ExitCode::from(2));
+    }
+    w.finish(EndStats {
+        events_emitted: written + lost,
+        events_written: written,
+        events_lost: lost,
+    })
+    .with_context(|| format!("finishing {}", output.display()))?;
+    eprintln!("vpath: converted {written} events to {}", output.display());
+    Ok(ExitCode::SUCCESS)
 }

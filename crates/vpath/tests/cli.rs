@@ -227,6 +227,27 @@ fn record_then_analyze(format: &str) {
     let out = run(vpath().args(["analyze", "--format", "jsonl"]).arg(&log));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let paths: Vec<vpath_core::Path> = jsonl(&out.stdout);
+    if format == "raw" {
+        // Converted to an event log, the capture analyzes into the very same
+        // paths, from a smaller file.
+        let conv = d.join("run.events.vlog");
+        let c = run(vpath().arg("convert").arg(&log).arg("-o").arg(&conv));
+        assert!(c.status.success(), "{}", text(&c.stderr));
+        let again = run(vpath().args(["analyze", "--format", "jsonl"]).arg(&conv));
+        assert!(again.status.success(), "{}", text(&again.stderr));
+        assert!(
+            again.stdout == out.stdout,
+            "converted log analyzes differently"
+        );
+        let (raw_len, ev_len) = (
+            std::fs::metadata(&log).unwrap().len(),
+            std::fs::metadata(&conv).unwrap().len(),
+        );
+        assert!(
+            ev_len * 2 < raw_len,
+            "event log {ev_len} B, raw {raw_len} B"
+        );
+    }
     let mut truth = Vec::new();
     for f in ["client", "front", "back"] {
         truth.extend(vpath_demo::read_truth_file(&d.join(format!("{f}.truth.jsonl"))).unwrap());
@@ -273,6 +294,23 @@ fn record_then_analyze(format: &str) {
     let s = vpath_demo::score(&truth, &cut_paths);
     assert_eq!(s.wrong, 0, "{s:?}");
     assert_eq!(s.false_complete, 0, "{s:?}");
+
+    // Converting the cut log keeps what came before the damage and says
+    // that the result is cut short too.
+    let conv = d.join("cut.events.vlog");
+    let c = run(vpath().arg("convert").arg(&cut).arg("-o").arg(&conv));
+    assert_eq!(c.status.code(), Some(2), "{}", text(&c.stderr));
+    assert!(
+        text(&c.stderr).contains("WITHOUT an end record"),
+        "{}",
+        text(&c.stderr)
+    );
+    let dump = run(vpath().arg("dump").arg(&conv));
+    assert!(
+        text(&dump.stdout).contains("NOT ended cleanly"),
+        "{}",
+        text(&dump.stderr)
+    );
 }
 
 #[test]
