@@ -1057,7 +1057,7 @@ impl Ctx<'_> {
         let cdf_series = vec![
             CdfSeries::from_samples("untraced", "#4e79a7", &lu[iu]),
             CdfSeries::from_samples(
-                &format!("traced ({})", traced_stage.label()),
+                format!("traced ({})", traced_stage.label()),
                 "#e15759",
                 &lt[0],
             ),
