@@ -169,8 +169,15 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Print a vpath log as text, one line per record.
-    Dump { file: PathBuf },
+    /// Print a vpath log as text, one line per record (a raw log's records
+    /// replayed into events, as `analyze` reads them).
+    Dump {
+        file: PathBuf,
+        /// For a raw log: its records as stored (ring, length, first bytes),
+        /// not replayed.
+        #[arg(long)]
+        raw: bool,
+    },
     /// Rewrite a vpath log (raw or events) as an event log: a raw capture
     /// parsed, ordered and interned, about 5x smaller.
     Convert {
@@ -307,8 +314,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Vapp { args } => Ok(vpath_demo::vapp_main(args)),
         Cmd::Convert { file, output } => rawlog::convert(&file, &output),
-        Cmd::Dump { file } => {
+        Cmd::Dump { file, raw } => {
             let mut reader = vpath_log::LogReader::open(&file)?;
+            // A raw log is replayed into a scratch event log, which dumps
+            // as any other (and says whether the input ended cleanly).
+            let _scratch;
+            if reader.header().is_raw() && !raw {
+                let tmp =
+                    std::env::temp_dir().join(format!("vpath-dump-{}.vlog", std::process::id()));
+                let conv = rawlog::convert_quiet(&file, &tmp);
+                _scratch = rawlog::Scratch(tmp.clone());
+                let conv = conv?;
+                println!(
+                    "# {}: a raw log, replayed (`vpath dump --raw` shows its records as stored)",
+                    file.display()
+                );
+                if let Some(why) = conv.cut {
+                    println!("# the replay stopped early: {why}");
+                }
+                reader = vpath_log::LogReader::open(&tmp)?;
+            }
             let mut out = BufWriter::new(io::stdout().lock());
             let r = vpath_log::dump(&mut reader, &mut out);
             out.flush()?;

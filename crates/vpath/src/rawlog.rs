@@ -99,6 +99,45 @@ impl<W: std::io::Write> RawSink for LogSink<W> {
 /// either (no End record), and an input error stops the conversion with
 /// what came before it written out.
 pub fn convert(input: &Path, output: &Path) -> anyhow::Result<ExitCode> {
+    let c = convert_quiet(input, output)?;
+    match &c.cut {
+        Some(why) => {
+            eprintln!(
+                "vpath: converted {} events to {} WITHOUT an end record: {why}",
+                c.written,
+                output.display()
+            );
+            Ok(ExitCode::from(2))
+        }
+        None => {
+            eprintln!(
+                "vpath: converted {} events to {}",
+                c.written,
+                output.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// What [`convert_quiet`] did.
+pub struct Converted {
+    pub written: u64,
+    /// Why the output has no End record (the input was cut short), if so.
+    pub cut: Option<String>,
+}
+
+/// A scratch file, removed when dropped.
+pub struct Scratch(pub std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// [`convert`] without the report on stderr.
+pub fn convert_quiet(input: &Path, output: &Path) -> anyhow::Result<Converted> {
     let mut header = LogReader::open(input)?.header().clone();
     header.flags &= !header_flags::RAW;
     header.raw_layout.clear();
@@ -136,15 +175,13 @@ pub fn convert(input: &Path, output: &Path) -> anyhow::Result<ExitCode> {
         w.flush()
             .with_context(|| format!("writing {}", output.display()))?;
         drop(w);
-        eprintln!(
-            "vpath: converted {written} events to {} WITHOUT an end record: {}",
-            output.display(),
-            match &failed {
+        return Ok(Converted {
+            written,
+            cut: Some(match &failed {
                 Some(e) => e.to_string(),
                 None => format!("{} did not end cleanly", input.display()),
-            }
-        );
-        return Ok(ExitCode::from(2));
+            }),
+        });
     }
     w.finish(EndStats {
         events_emitted: written + lost,
@@ -152,6 +189,5 @@ pub fn convert(input: &Path, output: &Path) -> anyhow::Result<ExitCode> {
         events_lost: lost,
     })
     .with_context(|| format!("finishing {}", output.display()))?;
-    eprintln!("vpath: converted {written} events to {}", output.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(Converted { written, cut: None })
 }

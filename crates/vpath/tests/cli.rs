@@ -270,7 +270,22 @@ fn record_then_analyze(format: &str) {
         "{}",
         &dump[dump.len().saturating_sub(500)..]
     );
-    assert_eq!(dump.contains("# flags: checkpointed,raw"), format == "raw");
+    assert_eq!(dump.contains("a raw log, replayed"), format == "raw");
+    assert!(
+        dump.contains(" send ") && dump.contains(" recv "),
+        "events, not raw records"
+    );
+    if format == "raw" {
+        let out = run(vpath().args(["dump", "--raw"]).arg(&log));
+        assert!(out.status.success());
+        let stored = text(&out.stdout);
+        assert!(
+            stored.contains("# flags: checkpointed,raw"),
+            "{}",
+            &stored[..500.min(stored.len())]
+        );
+        assert!(stored.contains("raw stream="));
+    }
 
     // A log cut short: the damage is named with its byte offset, every
     // complete record before it is still analyzed, and what the cut made
