@@ -291,6 +291,9 @@ pub struct Recorder {
     clock: ClockOffset,
     /// The last record the reader could not take out of a ring.
     last_bad: Option<RawError>,
+    /// Ring records that could not be taken, since the start: counted as
+    /// lost in every checkpoint (events the analysis will not see).
+    bad_total: u64,
     /// The link of [`FLUSH_PROGRAM`]; each poll reads a fresh iterator.
     flush_link: OwnedFd,
 }
@@ -630,6 +633,7 @@ impl Recorder {
             opts,
             clock: ClockOffset::measure(),
             last_bad: None,
+            bad_total: 0,
             flush_link,
         })
     }
@@ -642,6 +646,15 @@ impl Recorder {
     /// The options the recorder runs with.
     pub fn options(&self) -> &RecorderOptions {
         &self.opts
+    }
+
+    /// Ring records that did not match the record layout so far (skipped,
+    /// and counted as lost in every checkpoint), and the last of them.
+    pub fn bad_records(&self) -> (u64, Option<&RawError>) {
+        (
+            self.bad_total + self.replay.bad_total(),
+            self.last_bad_record(),
+        )
     }
 
     /// The last record that failed to parse, if any.
@@ -781,10 +794,11 @@ impl Recorder {
         let counters = self.counters()?;
         let mut st = PollStats::new(counters);
         self.drain(sink, &mut st);
-        sink.checkpoint(horizon, counters.events_dropped);
+        let lost_total = counters.events_dropped + self.bad_total;
+        sink.checkpoint(horizon, lost_total);
         st.checkpoint = Checkpoint {
             ts_ns: horizon,
-            lost_total: counters.events_dropped,
+            lost_total,
         };
         Ok(st)
     }
@@ -840,6 +854,7 @@ impl Recorder {
                     }
                     Err(e) => {
                         st.bad_records += 1;
+                        self.bad_total += 1;
                         self.last_bad = Some(e);
                     }
                 }
@@ -891,7 +906,7 @@ impl Recorder {
         let counters = self.counters()?;
         let mut st = PollStats::new(counters);
         self.drain(sink, &mut st);
-        sink.checkpoint(horizon, counters.events_dropped);
+        sink.checkpoint(horizon, counters.events_dropped + self.bad_total);
         Ok(counters)
     }
 }

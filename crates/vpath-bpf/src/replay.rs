@@ -36,6 +36,9 @@ pub struct Replay {
     events_read: u64,
     threads_out: u64,
     bad_records: u64,
+    /// Records that did not parse, since the start: each is an event
+    /// missing from the stream, so checkpoints count it as lost.
+    bad_total: u64,
     last_bad: Option<RawError>,
     run_rest_events: u64,
 }
@@ -89,6 +92,7 @@ impl Replay {
             }
             Err(e) => {
                 self.bad_records += 1;
+                self.bad_total += 1;
                 self.last_bad = Some(e.clone());
                 Err(e)
             }
@@ -97,7 +101,9 @@ impl Replay {
 
     /// The end of a poll: every event with `ts <= horizon` is in (or counted
     /// in `lost_total`). Hands them out in timestamp order, then the
-    /// checkpoint.
+    /// checkpoint, whose lost total also counts the records that did not
+    /// parse (events the analysis will not see: their paths must end
+    /// incomplete, not stitched without them).
     pub fn checkpoint(
         &mut self,
         horizon: u64,
@@ -126,6 +132,7 @@ impl Replay {
         out: &mut impl FnMut(Record),
     ) -> ReplayStats {
         self.order.push_merged(&mut self.rings);
+        let lost_total = lost_total + self.bad_total;
         let (released, checkpoint) = if all {
             self.order.finish(horizon, lost_total, out)
         } else {
@@ -151,6 +158,11 @@ impl Replay {
 
     pub fn last_checkpoint(&self) -> u64 {
         self.order.last_checkpoint()
+    }
+
+    /// Records that did not parse, since the start.
+    pub fn bad_total(&self) -> u64 {
+        self.bad_total
     }
 
     /// The last record that did not parse.
@@ -326,5 +338,10 @@ mod tests {
             Some(RawError::UnknownKind { kind: 9 })
         ));
         assert_eq!(ts_of(&out), ["e5", "c10"]);
+        // The record that did not parse is an event the analysis never
+        // sees: the checkpoint counts it lost, now and after.
+        assert_eq!(st.checkpoint.lost_total, 1);
+        let st = r.checkpoint(20, 3, &mut |x| out.push(x));
+        assert_eq!(st.checkpoint.lost_total, 4);
     }
 }
