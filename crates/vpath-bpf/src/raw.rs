@@ -133,6 +133,8 @@ const _: () = assert!(offset_of!(VpCommEvent, comm) == 24);
 pub enum RawError {
     #[error("empty ring-buffer record: expected at least the kind byte at offset 0")]
     Empty,
+    #[error("ring {ring} is out of range: rings are numbered below {max} (one per possible CPU)")]
+    RingOutOfRange { ring: usize, max: usize },
     #[error("ring-buffer record of kind {kind} is {len} bytes: expected at least {expected}")]
     Truncated {
         kind: u8,

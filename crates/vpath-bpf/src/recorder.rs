@@ -167,6 +167,9 @@ pub struct Counters {
     /// operations becomes two (its first operation and the rest). Events
     /// handed out = `events_emitted - events_dropped + run_rest_events`.
     pub run_rest_events: u64,
+    /// Ring records that did not match the record layout: skipped, and
+    /// counted as lost in every checkpoint after them.
+    pub records_skipped: u64,
 }
 
 impl Counters {
@@ -648,15 +651,6 @@ impl Recorder {
         &self.opts
     }
 
-    /// Ring records that did not match the record layout so far (skipped,
-    /// and counted as lost in every checkpoint), and the last of them.
-    pub fn bad_records(&self) -> (u64, Option<&RawError>) {
-        (
-            self.bad_total + self.replay.bad_total(),
-            self.last_bad_record(),
-        )
-    }
-
     /// The last record that failed to parse, if any.
     pub fn last_bad_record(&self) -> Option<&RawError> {
         self.last_bad
@@ -702,6 +696,7 @@ impl Recorder {
             ops_merged: sum(raw::CNT_RUN_OPS)?,
             ops_without_bytes: sum(raw::CNT_NO_BYTES)?,
             run_rest_events: self.replay.run_rest_events(),
+            records_skipped: self.bad_total + self.replay.bad_total(),
         })
     }
 
@@ -749,6 +744,7 @@ impl Recorder {
         st.apply(stats.expect("a poll ends with a checkpoint"));
         // The counters were read while the replay was lent to the sink.
         st.counters.run_rest_events = self.replay.run_rest_events();
+        st.counters.records_skipped = self.bad_total + self.replay.bad_total();
         Ok(st)
     }
 
@@ -869,6 +865,7 @@ impl Recorder {
         let (r, _) = self.through_replay(out, true, |rec, sink| rec.stop_into(sink));
         let mut counters = r?;
         counters.run_rest_events = self.replay.run_rest_events();
+        counters.records_skipped = self.bad_total + self.replay.bad_total();
         Ok(counters)
     }
 
@@ -907,6 +904,8 @@ impl Recorder {
         let mut st = PollStats::new(counters);
         self.drain(sink, &mut st);
         sink.checkpoint(horizon, counters.events_dropped + self.bad_total);
+        let mut counters = counters;
+        counters.records_skipped = self.bad_total;
         Ok(counters)
     }
 }

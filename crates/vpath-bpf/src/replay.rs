@@ -18,6 +18,9 @@ pub fn raw_layout() -> String {
     format!("vpath-bpf abi {}", raw::ABI_VERSION)
 }
 
+/// Rings a replay accepts: one per possible CPU, and Linux has at most 8192.
+pub const MAX_RINGS: usize = 8192;
+
 /// Turns the kept records of a capture (see [`raw::take_record`]), one
 /// poll after another, into records in timestamp order with loss
 /// checkpoints.
@@ -72,6 +75,17 @@ impl Replay {
         label: Option<Arc<Label>>,
         out: &mut impl FnMut(Record),
     ) -> Result<(), RawError> {
+        if ring >= MAX_RINGS {
+            // A crafted log could name any ring: never allocate for it.
+            let e = RawError::RingOutOfRange {
+                ring,
+                max: MAX_RINGS,
+            };
+            self.bad_records += 1;
+            self.bad_total += 1;
+            self.last_bad = Some(e.clone());
+            return Err(e);
+        }
         if ring >= self.rings.len() {
             self.rings.resize_with(ring + 1, Vec::new);
         }
@@ -319,6 +333,17 @@ mod tests {
             panic!("an event")
         };
         assert_eq!(close.op, Op::Close);
+    }
+
+    #[test]
+    fn a_ring_beyond_any_cpu_is_a_bad_record_not_an_allocation() {
+        let mut r = Replay::new();
+        let good = sock(5, 1, 1, b"");
+        let e = r.record(u32::MAX as usize, &good[..96], None, &mut |_| {});
+        assert!(matches!(e, Err(RawError::RingOutOfRange { .. })), "{e:?}");
+        assert!(r.rings.len() <= MAX_RINGS);
+        let st = r.checkpoint(10, 0, &mut |_| {});
+        assert_eq!((st.bad_records, st.checkpoint.lost_total), (1, 1));
     }
 
     #[test]

@@ -113,8 +113,9 @@ impl World {
             s_sock: self.next_sock + 1,
             caddr,
             saddr,
-            up: 1_000_000 * self.next_sock as u32,
-            down: 7_000_000 * self.next_sock as u32,
+            // Stream positions wrap like TCP's (a debug build checks).
+            up: 1_000_000u32.wrapping_mul(self.next_sock as u32),
+            down: 7_000_000u32.wrapping_mul(self.next_sock as u32),
         };
         self.ev(
             c,

@@ -773,6 +773,7 @@ impl<R: Read> LogReader<R> {
                 "Raw record in a log without the RAW flag",
             )),
             kind::RAW => {
+                let tag_at = b.base + b.p as u64;
                 let tag = b.varint("stream")?;
                 let label = if tag & 1 == 1 {
                     let at = b.base + b.p as u64;
@@ -791,8 +792,23 @@ impl<R: Read> LogReader<R> {
                 } else {
                     None
                 };
-                let stream = u32::try_from(tag >> 1)
-                    .map_err(|_| b.err(format!("stream {} does not fit in 32 bits", tag >> 1)))?;
+                let stream = u32::try_from(tag >> 1).map_err(|_| {
+                    malformed(
+                        tag_at,
+                        "Raw record",
+                        format!("stream {} does not fit in 32 bits", tag >> 1),
+                    )
+                })?;
+                if b.b.len() - b.p > MAX_RAW_BYTES {
+                    return Err(malformed(
+                        b.base + b.p as u64,
+                        "Raw record",
+                        format!(
+                            "kernel record of {} bytes exceeds the maximum {MAX_RAW_BYTES}",
+                            b.b.len() - b.p
+                        ),
+                    ));
+                }
                 self.events += 1;
                 Ok(Some(Decoded::Raw {
                     stream,

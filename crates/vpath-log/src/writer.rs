@@ -259,6 +259,13 @@ impl<W: Write> LogWriter<W> {
 
     pub fn write_thread(&mut self, t: &ThreadInfo) -> Result<(), WriteError> {
         self.check()?;
+        if self.raw {
+            // A raw log's thread names are the recorder's own records.
+            return Err(WriteError::Mixed {
+                what: "a Thread record",
+                log: "raw",
+            });
+        }
         let mut body = std::mem::take(&mut self.scratch);
         body.clear();
         varint::put(&mut body, t.pid as u64);

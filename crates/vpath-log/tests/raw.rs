@@ -162,6 +162,23 @@ fn raw_and_event_records_do_not_mix() {
         e.to_string().contains("an Event cannot go into a raw log"),
         "{e}"
     );
+    let t = Record::Thread(vpath_core::ThreadInfo {
+        pid: 1,
+        tid: 2,
+        comm: "x".into(),
+    });
+    let e = w.write(&t).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("a Thread record cannot go into a raw log"),
+        "{e}"
+    );
+    // Refused records leave the log readable to its end.
+    w.write_raw(0, &[1, 2], None).unwrap();
+    let bytes = w.finish(EndStats::default()).unwrap();
+    let (got, fin) = read_items(&bytes);
+    assert_eq!(got, [Got::Raw(0, vec![1, 2], None)]);
+    assert!(fin.unwrap().is_some());
 }
 
 #[test]

@@ -178,19 +178,19 @@ impl Capture {
     }
 }
 
-/// Ring records that did not match the record layout so far, and the last.
-fn bad_records(rec: &Recorder) -> (u64, Option<String>) {
-    let (n, last) = rec.bad_records();
-    (n, last.map(|e| e.to_string()))
+/// The last ring record that did not match the layout, if any, as text
+/// (read before the recorder stops).
+fn last_bad(rec: &Recorder) -> Option<String> {
+    rec.last_bad_record().map(|e| e.to_string())
 }
 
 /// Says so if any ring record did not match the layout: each was skipped
 /// and counted as lost (so the paths it touched end incomplete).
-fn report_bad((n, last): &(u64, Option<String>)) {
-    if *n > 0 {
+fn report_bad(n: u64, last: Option<String>) {
+    if n > 0 {
         eprintln!(
             "vpath: {n} ring records did not match the record layout, were skipped and are counted as lost (last: {})",
-            last.as_deref().unwrap_or("?")
+            last.as_deref().unwrap_or("in the final drain")
         );
     }
 }
@@ -280,9 +280,9 @@ pub fn record(
                 break why;
             }
         };
-        let bad = bad_records(&cap.rec);
+        let last_bad = last_bad(&cap.rec);
         let counters = cap.rec.stop_raw(&mut sink)?;
-        report_bad(&bad);
+        report_bad(counters.records_skipped, last_bad);
         if let Some(e) = sink.err {
             bail!("writing {}: {e}", output.display());
         }
@@ -303,9 +303,9 @@ pub fn record(
                 break why;
             }
         };
-        let bad = bad_records(&cap.rec);
+        let last_bad = last_bad(&cap.rec);
         let counters = cap.rec.stop(&mut write)?;
-        report_bad(&bad);
+        report_bad(counters.records_skipped, last_bad);
         if let Some(e) = werr {
             bail!("writing {}: {e}", output.display());
         }
@@ -422,9 +422,9 @@ pub fn live(
             break why;
         }
     };
-    let bad = bad_records(&cap.rec);
-    cap.rec.stop(&mut |r| a.push(h, &r))?;
-    report_bad(&bad);
+    let last_bad = last_bad(&cap.rec);
+    let counters = cap.rec.stop(&mut |r| a.push(h, &r))?;
+    report_bad(counters.records_skipped, last_bad);
     a.finish();
     emit(&mut a, &mut out, &mut otlp)?;
     let s = a.stats();

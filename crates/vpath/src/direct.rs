@@ -64,17 +64,25 @@ impl LogFile {
         self.direct
     }
 
+    /// Writes the first `n` buffered bytes. What was written is never
+    /// written again: a direct write refused midway (an alignment this
+    /// device does not take) continues through the page cache from where it
+    /// stopped.
     fn write_chunk(&mut self, n: usize) -> io::Result<()> {
-        let chunk = &self.buf[self.start..self.start + n];
-        match self.file.write_all(chunk) {
-            Err(e) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => {
-                // Direct I/O refused after all (an alignment this device
-                // does not take): the rest goes through the page cache.
-                self.buffered()?;
-                self.file.write_all(&self.buf[self.start..self.start + n])
+        let mut done = 0;
+        while done < n {
+            let at = self.start + done;
+            match self.file.write(&self.buf[at..self.start + n]) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                Ok(k) => done += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                    self.buffered()?;
+                }
+                Err(e) => return Err(e),
             }
-            r => r,
         }
+        Ok(())
     }
 
     /// Leaves direct I/O: from here on, writes of any size at any offset.
@@ -94,14 +102,16 @@ impl LogFile {
 
 impl Write for LogFile {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(CHUNK - self.len);
-        let at = self.start + self.len;
-        self.buf[at..at + n].copy_from_slice(&data[..n]);
-        self.len += n;
+        // A full buffer goes out first, so that an error consumes nothing
+        // of `data`.
         if self.len == CHUNK {
             self.write_chunk(CHUNK)?;
             self.len = 0;
         }
+        let n = data.len().min(CHUNK - self.len);
+        let at = self.start + self.len;
+        self.buf[at..at + n].copy_from_slice(&data[..n]);
+        self.len += n;
         Ok(n)
     }
 
@@ -109,6 +119,10 @@ impl Write for LogFile {
     /// the rest needs an unaligned length, so the file leaves direct I/O for
     /// good (a log is flushed once, when it is finished).
     fn flush(&mut self) -> io::Result<()> {
+        if self.len == CHUNK {
+            self.write_chunk(CHUNK)?;
+            self.len = 0;
+        }
         let aligned = if self.direct {
             self.len / ALIGN * ALIGN
         } else {

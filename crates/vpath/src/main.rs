@@ -320,11 +320,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // as any other (and says whether the input ended cleanly).
             let _scratch;
             if reader.header().is_raw() && !raw {
-                let tmp =
-                    std::env::temp_dir().join(format!("vpath-dump-{}.vlog", std::process::id()));
-                let conv = rawlog::convert_quiet(&file, &tmp);
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos());
+                let tmp = std::env::temp_dir()
+                    .join(format!("vpath-dump-{}-{nanos}.vlog", std::process::id()));
+                // Made here, new (never a file or link that was there), and
+                // removed when the dump ends.
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&tmp)
+                    .with_context(|| format!("creating the scratch file {}", tmp.display()))?;
                 _scratch = rawlog::Scratch(tmp.clone());
-                let conv = conv?;
+                let conv = rawlog::convert_quiet(&file, &tmp)?;
                 println!(
                     "# {}: a raw log, replayed (`vpath dump --raw` shows its records as stored)",
                     file.display()

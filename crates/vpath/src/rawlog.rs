@@ -25,14 +25,28 @@ pub fn replay_for(layout: &str) -> Result<Box<dyn RawReplay>, String> {
     Ok(Box::new(LogReplay {
         replay: Replay::new(),
         lost: 0,
+        held: None,
     }))
 }
 
-/// The replay, and the lost total of the last checkpoint (finishing adds
-/// no loss).
+/// The replay, the lost total of the last checkpoint, and that checkpoint
+/// itself until the log goes on: the recorder's last poll ends with a
+/// checkpoint that releases everything (its stop), so a clean log's last
+/// checkpoint is replayed as that finish, and the replay hands out exactly
+/// what the live recorder did.
 struct LogReplay {
     replay: Replay,
     lost: u64,
+    held: Option<Checkpoint>,
+}
+
+impl LogReplay {
+    fn release_held(&mut self, out: &mut dyn FnMut(Record)) {
+        if let Some(cp) = self.held.take() {
+            self.replay
+                .checkpoint(cp.ts_ns, cp.lost_total, &mut |r| out(r));
+        }
+    }
 }
 
 impl RawReplay for LogReplay {
@@ -43,16 +57,24 @@ impl RawReplay for LogReplay {
         label: Option<Arc<Label>>,
         out: &mut dyn FnMut(Record),
     ) -> Result<(), String> {
+        self.release_held(out);
         self.replay
             .record(stream as usize, bytes, label, &mut |r| out(r))
             .map_err(|e| e.to_string())
     }
     fn checkpoint(&mut self, cp: Checkpoint, out: &mut dyn FnMut(Record)) {
+        self.release_held(out);
         self.lost = cp.lost_total;
-        self.replay
-            .checkpoint(cp.ts_ns, cp.lost_total, &mut |r| out(r));
+        self.held = Some(cp);
     }
     fn finish(&mut self, clean: bool, out: &mut dyn FnMut(Record)) {
+        if clean {
+            if let Some(cp) = self.held.take() {
+                self.replay.finish(cp.ts_ns, cp.lost_total, &mut |r| out(r));
+                return;
+            }
+        }
+        self.release_held(out);
         let last = self.replay.last_checkpoint();
         // A log cut short may miss records of its last poll (another
         // ring's, or the rest of one): what comes after the last checkpoint
@@ -138,6 +160,17 @@ impl Drop for Scratch {
 
 /// [`convert`] without the report on stderr.
 pub fn convert_quiet(input: &Path, output: &Path) -> anyhow::Result<Converted> {
+    use std::os::unix::fs::MetadataExt;
+    // Creating the output truncates it: never the input itself.
+    if let (Ok(a), Ok(b)) = (std::fs::metadata(input), std::fs::metadata(output)) {
+        if a.dev() == b.dev() && a.ino() == b.ino() {
+            anyhow::bail!(
+                "{} and {} are the same file: converting in place would destroy the input",
+                input.display(),
+                output.display()
+            );
+        }
+    }
     let mut header = LogReader::open(input)?.header().clone();
     header.flags &= !header_flags::RAW;
     header.raw_layout.clear();
@@ -190,4 +223,191 @@ pub fn convert_quiet(input: &Path, output: &Path) -> anyhow::Result<Converted> {
     })
     .with_context(|| format!("finishing {}", output.display()))?;
     Ok(Converted { written, cut: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vpath_bpf::raw::{VpCommEvent, VpSockEvent, AF_INET, REC_COMM, REC_SOCK};
+    use vpath_log::{Clock, Header};
+
+    fn sock(ts: u64, cookie: u64, op: u8) -> Vec<u8> {
+        VpSockEvent {
+            kind: REC_SOCK,
+            op,
+            flags: vpath_core::flags::SEQ,
+            family: AF_INET,
+            pid: 10,
+            tid: 11,
+            ts_ns: ts,
+            cookie,
+            ret: 7,
+            seq: 100,
+            sysnr: 1,
+            lport: 80,
+            rport: 5000,
+            laddr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            raddr: [127, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            ..VpSockEvent::default()
+        }
+        .to_bytes()
+        .to_vec()
+    }
+
+    fn comm(tid: u32) -> Vec<u8> {
+        VpCommEvent {
+            kind: REC_COMM,
+            pid: 10,
+            tid,
+            ts_ns: 1,
+            comm: *b"worker\0\0\0\0\0\0\0\0\0\0",
+            ..VpCommEvent::default()
+        }
+        .to_bytes()
+        .to_vec()
+    }
+
+    /// One poll: (ring, record) pairs, then the horizon.
+    type Poll = (Vec<(usize, Vec<u8>)>, u64);
+
+    /// Two polls of a capture; the last is the recorder's stop (an event
+    /// after its horizon included).
+    fn polls() -> Vec<Poll> {
+        vec![
+            (
+                vec![
+                    (0, comm(11)),
+                    (0, sock(10, 1, 1)),
+                    (0, sock(30, 1, 2)),
+                    (1, sock(20, 2, 1)),
+                    (1, sock(40, 2, 2)),
+                ],
+                25,
+            ),
+            (vec![(1, sock(35, 2, 1)), (0, sock(50, 1, 1))], 45),
+        ]
+    }
+
+    /// What the live recorder hands out for these polls.
+    fn live() -> Vec<Record> {
+        let mut r = Replay::new();
+        let mut out = Vec::new();
+        let polls = polls();
+        for (k, (records, horizon)) in polls.iter().enumerate() {
+            for (ring, b) in records {
+                r.record(*ring, b, None, &mut |x| out.push(x)).unwrap();
+            }
+            if k + 1 == polls.len() {
+                r.finish(*horizon, 0, &mut |x| out.push(x));
+            } else {
+                r.checkpoint(*horizon, 0, &mut |x| out.push(x));
+            }
+        }
+        out
+    }
+
+    /// The same polls through a raw log and `vpath_io`'s replay; `end`:
+    /// whether the log gets its End record.
+    fn replayed(end: bool) -> Vec<Record> {
+        let path = std::env::temp_dir().join(format!(
+            "vpath-rawlog-test-{}-{end}.vlog",
+            std::process::id()
+        ));
+        let header = Header {
+            host: "h".into(),
+            wall_minus_mono_ns: 0,
+            clock: Clock::Monotonic,
+            flags: header_flags::CHECKPOINTED | header_flags::RAW,
+            recorder: "test".into(),
+            start_unix_ns: 0,
+            raw_layout: vpath_bpf::raw_layout(),
+        };
+        let mut w = LogWriter::new(std::fs::File::create(&path).unwrap(), &header).unwrap();
+        for (records, horizon) in polls() {
+            for (ring, b) in records {
+                w.write_raw(ring as u32, &b, None).unwrap();
+            }
+            w.write_checkpoint(&Checkpoint {
+                ts_ns: horizon,
+                lost_total: 0,
+            })
+            .unwrap();
+        }
+        if end {
+            w.finish(EndStats::default()).unwrap();
+        } else {
+            w.flush().unwrap();
+            drop(w);
+        }
+        let mut src = vpath_io::open_with(&path, Some(replay_for)).unwrap();
+        let mut out = Vec::new();
+        while let Some(r) = src.next_record().unwrap() {
+            out.push(r);
+        }
+        std::fs::remove_file(&path).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_raw_log_replays_into_what_the_live_recorder_hands_out() {
+        let live = live();
+        assert!(live.len() > 8, "{live:?}");
+        assert_eq!(replayed(true), live);
+    }
+
+    #[test]
+    fn a_raw_log_cut_short_counts_a_loss_after_its_last_checkpoint() {
+        let got = replayed(false);
+        let cps: Vec<&Checkpoint> = got
+            .iter()
+            .filter_map(|r| match r {
+                Record::Checkpoint(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let last = cps.last().unwrap();
+        assert_eq!(last.lost_total, 1, "{got:?}");
+        // Every event still comes out, in time order.
+        let ts: Vec<u64> = got
+            .iter()
+            .filter_map(|r| match r {
+                Record::Event(e) => Some(e.ts_ns),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ts, [10, 20, 30, 35, 40, 50]);
+    }
+
+    #[test]
+    fn converting_a_log_onto_itself_is_refused_and_leaves_it_whole() {
+        let path =
+            std::env::temp_dir().join(format!("vpath-conv-self-{}.vlog", std::process::id()));
+        let header = Header {
+            host: "h".into(),
+            wall_minus_mono_ns: 0,
+            clock: Clock::Monotonic,
+            flags: header_flags::CHECKPOINTED | header_flags::RAW,
+            recorder: "test".into(),
+            start_unix_ns: 0,
+            raw_layout: vpath_bpf::raw_layout(),
+        };
+        let mut w = LogWriter::new(std::fs::File::create(&path).unwrap(), &header).unwrap();
+        w.write_raw(0, &sock(10, 1, 1), None).unwrap();
+        w.finish(EndStats::default()).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        // The same file under another name, too.
+        let same = std::env::temp_dir()
+            .join(".")
+            .join(path.file_name().unwrap());
+        let e = convert_quiet(&path, &same).err().unwrap().to_string();
+        assert!(e.contains("are the same file"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_log_in_another_layout_is_refused_with_both_names() {
+        let e = replay_for("vpath-bpf abi 1").err().unwrap();
+        assert!(e.contains(&vpath_bpf::raw_layout()), "{e}");
+    }
 }
