@@ -426,7 +426,7 @@ mod tests {
         assert!(err.to_string().contains("checksum"), "{err}");
         // Every event of the undamaged blocks came out before the error,
         // the ones held for ordering included.
-        assert!(events >= 5 && events < 20, "{events}");
+        assert!((5..20).contains(&events), "{events}");
         assert_eq!(src.info().clean_end, Some(false));
     }
 
