@@ -218,6 +218,12 @@ pub struct StageStats {
     /// per event it received.
     pub reader_cpu_pct: f64,
     pub reader_cpu_ns_per_event: f64,
+    /// The whole machine's busy CPU time (/proc/stat: user, nice, system,
+    /// irq, softirq; not idle, iowait or steal) per request over the
+    /// stage's passes, µs, and its change against untraced: what the
+    /// tracer costs as CPU, whether or not the load saturates the machine.
+    pub machine_cpu_us_per_request: f64,
+    pub machine_cpu_per_request_change_pct: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -229,6 +235,11 @@ pub struct Overhead {
     pub traced: LoadStats,
     /// Which stage of the dissection `traced` is.
     pub traced_stage: Stage,
+    /// The whole machine's busy CPU time per request, untraced and traced
+    /// (µs), and the increase: the tracer's cost as CPU, which scatters
+    /// less than throughput at saturation does.
+    pub cpu_per_request_us: [f64; 2],
+    pub cpu_per_request_increase_pct: f64,
     pub throughput_loss_pct: f64,
     pub mean_increase_pct: f64,
     pub p50_increase_pct: f64,
@@ -371,6 +382,10 @@ impl DemoReport {
                 o.p99_increase_pct
             ));
             s.push_str(&format!(
+                "  machine CPU per request: untraced {:.1} us, traced {:.1} us ({:+.1}%)\n",
+                o.cpu_per_request_us[0], o.cpu_per_request_us[1], o.cpu_per_request_increase_pct
+            ));
+            s.push_str(&format!(
                 "  events recorded {} (dropped {}); latency CDF: {}\n",
                 o.events_delivered,
                 o.events_dropped,
@@ -382,7 +397,7 @@ impl DemoReport {
                     o.untraced.passes
                 ));
                 s.push_str(&format!(
-                    "  {:<22} {:>8} {:>7} {:>7} {:>8} {:>7} {:>8} {:>7} {:>10} {:>7} {:>7}\n",
+                    "  {:<22} {:>8} {:>7} {:>7} {:>8} {:>7} {:>8} {:>7} {:>10} {:>7} {:>7} {:>8} {:>7}\n",
                     "stage",
                     "req/s",
                     "change",
@@ -393,11 +408,13 @@ impl DemoReport {
                     "change",
                     "events",
                     "rd cpu",
-                    "ns/ev"
+                    "ns/ev",
+                    "cpu/req",
+                    "change"
                 ));
                 for st in &o.stages {
                     s.push_str(&format!(
-                        "  {:<22} {:>8.0} {:>6.1}% {:>6.1}% {:>8.1} {:>6.1}% {:>8.1} {:>6.1}% {:>10} {:>6.1}% {:>7.0}\n",
+                        "  {:<22} {:>8.0} {:>6.1}% {:>6.1}% {:>8.1} {:>6.1}% {:>8.1} {:>6.1}% {:>10} {:>6.1}% {:>7.0} {:>6.1}us {:>6.1}%\n",
                         st.label,
                         st.load.throughput,
                         -st.throughput_loss_pct,
@@ -408,11 +425,13 @@ impl DemoReport {
                         st.p99_increase_pct,
                         st.events,
                         st.reader_cpu_pct,
-                        st.reader_cpu_ns_per_event
+                        st.reader_cpu_ns_per_event,
+                        st.machine_cpu_us_per_request,
+                        st.machine_cpu_per_request_change_pct
                     ));
                 }
                 s.push_str(
-                    "  (change: of total req/s; median: of per-pass req/s; rd cpu: the user-space reader, % of one core)\n",
+                    "  (change: of total req/s; median: of per-pass req/s; rd cpu: the user-space reader, % of one core;\n   cpu/req: the whole machine's busy CPU time per request, and its change)\n",
                 );
             }
         }
@@ -896,7 +915,7 @@ impl Ctx<'_> {
         duration: Duration,
         stage: Stage,
         tiers: &[u32],
-        counts: &mut (u64, u64, u64),
+        counts: &mut (u64, u64, u64, u64),
     ) -> anyhow::Result<(ClientSummary, Vec<u64>)> {
         let cpid = self.start_client(dir, tag, duration, false, true)?;
         let mut pids = tiers.to_vec();
@@ -921,6 +940,7 @@ impl Ctx<'_> {
         };
         // The log recorder's CPU from here on (its start-up is not counted).
         let log_cpu0 = logger.as_ref().map_or(0, |(c, _)| process_cpu_ns(c.id()));
+        let busy0 = machine_busy_ns();
         let go = self.go(cpid);
         let cpu0 = thread_cpu_ns();
         let timeout = duration + Duration::from_secs(30);
@@ -938,6 +958,7 @@ impl Ctx<'_> {
                 Ok(())
             })
         });
+        counts.3 += machine_busy_ns().saturating_sub(busy0);
         if rec.is_some() {
             counts.2 += thread_cpu_ns().saturating_sub(cpu0);
         }
@@ -973,7 +994,7 @@ impl Ctx<'_> {
         running: &Running,
         dir: &FsPath,
     ) -> anyhow::Result<Overhead> {
-        let mut scratch = (0, 0, 0);
+        let mut scratch = (0, 0, 0, 0);
         if !o.warmup.is_zero() {
             self.one_load_pass(dir, "warmup", o.warmup, Stage::Untraced, &[], &mut scratch)?;
         }
@@ -985,7 +1006,7 @@ impl Ctx<'_> {
         let mut lat: Vec<Vec<u64>> = vec![Vec::new(); n];
         let mut reqs = vec![0u64; n];
         let mut secs = vec![0f64; n];
-        let mut counts = vec![(0u64, 0u64, 0u64); n];
+        let mut counts = vec![(0u64, 0u64, 0u64, 0u64); n];
         let mut pass_tp: Vec<Vec<f64>> = vec![Vec::new(); n];
         // Rounds of all stages in turn, so that drift in the machine's load
         // spreads over every stage alike.
@@ -1013,6 +1034,14 @@ impl Ctx<'_> {
         }
         let pct = |a: f64, b: f64| if a > 0.0 { 100.0 * (b - a) / a } else { 0.0 };
         let base_median = median(&pass_tp[0]);
+        let cpu_per_req = |k: usize| {
+            if reqs[k] > 0 {
+                counts[k].3 as f64 / 1e3 / reqs[k] as f64
+            } else {
+                0.0
+            }
+        };
+        let base_cpu = cpu_per_req(0);
         let mut out: Vec<StageStats> = Vec::new();
         for (k, &stage) in stages.iter().enumerate() {
             let load = load_stats(&mut lat[k], o.passes, reqs[k], secs[k]);
@@ -1035,6 +1064,8 @@ impl Ctx<'_> {
                     0.0
                 },
                 pass_throughputs: std::mem::take(&mut pass_tp[k]),
+                machine_cpu_us_per_request: cpu_per_req(k),
+                machine_cpu_per_request_change_pct: pct(base_cpu, cpu_per_req(k)),
                 load,
                 events: counts[k].0,
                 events_dropped: counts[k].1,
@@ -1088,6 +1119,11 @@ impl Ctx<'_> {
             untraced: u,
             traced: t,
             traced_stage,
+            cpu_per_request_us: [
+                out[iu].machine_cpu_us_per_request,
+                out[it].machine_cpu_us_per_request,
+            ],
+            cpu_per_request_increase_pct: out[it].machine_cpu_per_request_change_pct,
             events_delivered: counts[it].0,
             events_dropped: counts[it].1,
             cdf_csv,
@@ -1096,6 +1132,30 @@ impl Ctx<'_> {
             stages: out,
         })
     }
+}
+
+/// The machine's busy CPU time so far (all CPUs: user, nice, system, irq,
+/// softirq from the first line of /proc/stat), ns; 0 if unreadable.
+fn machine_busy_ns() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return 0;
+    };
+    let Some(line) = stat.lines().next() else {
+        return 0;
+    };
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy: u64 = [0, 1, 2, 5, 6]
+        .iter()
+        .map(|&i| f.get(i).copied().unwrap_or(0))
+        .sum();
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    busy * (1_000_000_000 / hz)
 }
 
 /// CPU time of the calling thread, ns.
@@ -1395,7 +1455,7 @@ fn write_html(
                 ),
                 columns: [
                     "stage", "req/s", "change", "median", "p50 µs", "change", "p99 µs", "change",
-                    "events", "reader CPU", "ns/event",
+                    "events", "reader CPU", "ns/event", "machine CPU/req", "change",
                 ]
                 .map(String::from)
                 .to_vec(),
@@ -1415,12 +1475,15 @@ fn write_html(
                             st.events.to_string(),
                             format!("{:.1}%", st.reader_cpu_pct),
                             format!("{:.0}", st.reader_cpu_ns_per_event),
+                            format!("{:.1} µs", st.machine_cpu_us_per_request),
+                            format!("{:+.1}%", st.machine_cpu_per_request_change_pct),
                         ]
                     })
                     .collect(),
                 note: Some(
                     "change: of total req/s against untraced; median: of per-pass req/s; reader CPU: the \
-                     user-space reader, % of one core."
+                     user-space reader, % of one core; machine CPU/req: the whole machine's busy CPU time \
+                     (not idle, iowait or steal) per request."
                         .into(),
                 ),
             });
@@ -1502,6 +1565,8 @@ mod tests {
             median_throughput_loss_pct: 10.0,
             reader_cpu_pct: 1.5,
             reader_cpu_ns_per_event: 300.0,
+            machine_cpu_us_per_request: 210.0,
+            machine_cpu_per_request_change_pct: 5.0,
         };
         let j = serde_json::to_value(&st).unwrap();
         assert_eq!(j["stage"], "ring_transfer");
@@ -1510,6 +1575,8 @@ mod tests {
         assert_eq!(j["throughput_loss_pct"], 10.0);
         assert_eq!(j["events"], 5);
         assert_eq!(j["reader_cpu_ns_per_event"], 300.0);
+        assert_eq!(j["machine_cpu_us_per_request"], 210.0);
+        assert!(machine_busy_ns() > 0, "/proc/stat is readable");
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
         assert_eq!(median(&[]), 0.0);
