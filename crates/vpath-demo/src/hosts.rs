@@ -45,6 +45,15 @@ fn lock() -> std::sync::MutexGuard<'static, Registry> {
     registry().lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Set by the cleanup thread when a signal arrives, before it kills anything.
+static TERMINATING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a signal's cleanup is under way: it kills the children and
+/// deletes the namespaces, then exits the process with 128 + the signal.
+pub fn terminating() -> bool {
+    TERMINATING.load(Ordering::SeqCst)
+}
+
 /// Installs (once per process) a thread that, on SIGINT/SIGTERM/SIGHUP,
 /// kills every registered child, deletes every registered namespace, and
 /// exits with 128 + the signal number (as the default action would).
@@ -58,6 +67,7 @@ fn install_signal_hook() -> anyhow::Result<()> {
             .name("vpd-cleanup".into())
             .spawn(move || {
                 if let Some(sig) = signals.forever().next() {
+                    TERMINATING.store(true, Ordering::SeqCst);
                     let (pids, netns) = {
                         let mut r = lock();
                         (std::mem::take(&mut r.pids), std::mem::take(&mut r.netns))

@@ -1300,6 +1300,20 @@ fn count_edges(s: &Span, n: &Names, out: &mut BTreeMap<String, u64>) {
 /// Runs the demo. Everything it makes (namespaces, processes, BPF programs)
 /// is gone when it returns, on success or error.
 pub fn run(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
+    let r = run_demo(opts);
+    if r.is_err() && crate::hosts::terminating() {
+        // A signal's cleanup killed what this run was waiting for; it exits
+        // the process (128 + the signal) once the namespaces are gone. An
+        // error or a return from here would race it, and could end the
+        // process before the namespaces are deleted.
+        loop {
+            std::thread::park();
+        }
+    }
+    r
+}
+
+fn run_demo(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
     opts.topology.validate()?;
     if opts.tier_cmd.is_empty() {
         bail!("tier_cmd is empty: give the command that runs vApp");
