@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use vpath_bpf::{CgroupFilter, ContentCapture, Filters, Recorder, RecorderOptions, ThreadPriority};
 use vpath_core::{Analyzer, Config, Record};
 use vpath_io::sink::render_tree;
@@ -269,64 +269,26 @@ pub fn record(
     let w =
         LogWriter::new(file, &header).with_context(|| format!("writing {}", output.display()))?;
     let t0 = Instant::now();
-    let (w, counters, why, written_events) = if raw {
-        let mut sink = LogSink {
-            w,
-            err: None,
-            events: 0,
-        };
-        let why = loop {
-            if let Some(why) = cap.poll_with(|rec| rec.poll_raw(&mut sink).map(|_| ()))? {
-                break why;
-            }
-        };
-        let last_bad = last_bad(&cap.rec);
-        let counters = cap.rec.stop_raw(&mut sink)?;
-        report_bad(counters.records_skipped, last_bad);
-        if let Some(e) = sink.err {
-            bail!("writing {}: {e}", output.display());
+    let mut sink = LogSink::new(w, !raw);
+    let why = loop {
+        if let Some(why) = cap.poll_with(|rec| rec.poll_raw(&mut sink).map(|_| ()))? {
+            break why;
         }
-        let n = sink.events;
-        (sink.w, counters, why, n)
-    } else {
-        let mut w = w;
-        let mut werr: Option<vpath_log::WriteError> = None;
-        let mut write = |r: Record| {
-            if werr.is_none() {
-                if let Err(e) = w.write(&r) {
-                    werr = Some(e);
-                }
-            }
-        };
-        let why = loop {
-            if let Some(why) = cap.poll_with(|rec| rec.poll(&mut write).map(|_| ()))? {
-                break why;
-            }
-        };
-        let last_bad = last_bad(&cap.rec);
-        let counters = cap.rec.stop(&mut write)?;
-        report_bad(counters.records_skipped, last_bad);
-        if let Some(e) = werr {
-            bail!("writing {}: {e}", output.display());
-        }
-        let n = w.events_written();
-        (w, counters, why, n)
     };
+    let last_bad = last_bad(&cap.rec);
+    let counters = cap.rec.stop_raw(&mut sink)?;
+    report_bad(counters.records_skipped + sink.skipped, last_bad);
+    let (w, written) = sink
+        .finish()
+        .with_context(|| format!("writing {}", output.display()))?;
     // The End record counts socket records: a raw log's as the kernel made
     // them (a run is one), an event log's as events (a run of several
-    // operations is two).
-    let (emitted, written, lost) = if raw {
-        (
-            counters.events_emitted,
-            written_events,
-            counters.events_dropped,
-        )
+    // operations is two, so emitted is what was written and lost).
+    let lost = counters.events_dropped;
+    let emitted = if raw {
+        counters.events_emitted
     } else {
-        (
-            counters.events_produced(),
-            written_events,
-            counters.events_dropped,
-        )
+        written + lost
     };
     w.finish(EndStats {
         events_emitted: emitted,

@@ -22,11 +22,7 @@ pub fn replay_for(layout: &str) -> Result<Box<dyn RawReplay>, String> {
             "this vpath reads {ours:?} only (the log was recorded by another version of vpath)"
         ));
     }
-    Ok(Box::new(LogReplay {
-        replay: Replay::new(),
-        lost: 0,
-        held: None,
-    }))
+    Ok(Box::new(LogReplay::new()))
 }
 
 /// The replay, the lost total of the last checkpoint, and that checkpoint
@@ -41,6 +37,14 @@ struct LogReplay {
 }
 
 impl LogReplay {
+    fn new() -> LogReplay {
+        LogReplay {
+            replay: Replay::new(),
+            lost: 0,
+            held: None,
+        }
+    }
+
     fn release_held(&mut self, out: &mut dyn FnMut(Record)) {
         if let Some(cp) = self.held.take() {
             self.replay
@@ -84,32 +88,97 @@ impl RawReplay for LogReplay {
     }
 }
 
-/// The recorder's polls into a raw log. The first write error is kept
-/// (and writing stops) in `err`.
+/// The recorder's polls into a log: a raw log as they come, or (`events`)
+/// an event log, through the same replay that reads raw logs back. The
+/// first write error is kept and writing stops; [`LogSink::finish`]
+/// returns it.
 pub struct LogSink<W: std::io::Write> {
-    pub w: LogWriter<W>,
-    pub err: Option<WriteError>,
-    /// Socket records written (thread records are not events).
-    pub events: u64,
+    w: LogWriter<W>,
+    /// For an event log: the replay the records go through.
+    replay: Option<LogReplay>,
+    err: Option<WriteError>,
+    /// Socket records written to a raw log (thread records are not events).
+    raw_events: u64,
+    /// Records the event log's replay could not parse (counted as lost in
+    /// its checkpoints).
+    pub skipped: u64,
+}
+
+/// Writes `r` unless an earlier write failed.
+fn put<W: std::io::Write>(w: &mut LogWriter<W>, err: &mut Option<WriteError>, r: &Record) {
+    if err.is_none() {
+        if let Err(e) = w.write(r) {
+            *err = Some(e);
+        }
+    }
+}
+
+impl<W: std::io::Write> LogSink<W> {
+    pub fn new(w: LogWriter<W>, events: bool) -> Self {
+        LogSink {
+            w,
+            replay: events.then(LogReplay::new),
+            err: None,
+            raw_events: 0,
+            skipped: 0,
+        }
+    }
+
+    /// Ends the stream (an event log's last poll releases everything held,
+    /// as the recorder's stop does) and returns the writer and the socket
+    /// records (raw) or events written.
+    pub fn finish(mut self) -> Result<(LogWriter<W>, u64), WriteError> {
+        if let Some(r) = self.replay.as_mut() {
+            let (w, err) = (&mut self.w, &mut self.err);
+            r.finish(true, &mut |rec| put(w, err, &rec));
+        }
+        match self.err {
+            Some(e) => Err(e),
+            None => {
+                let n = match self.replay {
+                    Some(_) => self.w.events_written(),
+                    None => self.raw_events,
+                };
+                Ok((self.w, n))
+            }
+        }
+    }
 }
 
 impl<W: std::io::Write> RawSink for LogSink<W> {
     fn record(&mut self, ring: usize, kept: &[u8], label: Option<Arc<Label>>) {
-        if self.err.is_none() {
-            match self.w.write_raw(ring as u32, kept, label.as_ref()) {
-                Ok(()) => self.events += u64::from(kept[0] != vpath_bpf::raw::REC_COMM),
-                Err(e) => self.err = Some(e),
+        if self.err.is_some() {
+            return;
+        }
+        let (w, err) = (&mut self.w, &mut self.err);
+        match self.replay.as_mut() {
+            Some(r) => {
+                if r.record(ring as u32, kept, label, &mut |rec| put(w, err, &rec))
+                    .is_err()
+                {
+                    self.skipped += 1;
+                }
             }
+            None => match w.write_raw(ring as u32, kept, label.as_ref()) {
+                Ok(()) => self.raw_events += u64::from(kept[0] != vpath_bpf::raw::REC_COMM),
+                Err(e) => *err = Some(e),
+            },
         }
     }
     fn checkpoint(&mut self, horizon: u64, lost_total: u64) {
-        if self.err.is_none() {
-            let cp = Checkpoint {
-                ts_ns: horizon,
-                lost_total,
-            };
-            if let Err(e) = self.w.write_checkpoint(&cp) {
-                self.err = Some(e);
+        let cp = Checkpoint {
+            ts_ns: horizon,
+            lost_total,
+        };
+        let (w, err) = (&mut self.w, &mut self.err);
+        match self.replay.as_mut() {
+            Some(r) => r.checkpoint(cp, &mut |rec| put(w, err, &rec)),
+            None => {
+                if err.is_none() {
+                    if let Err(e) = w.write_checkpoint(&cp) {
+                        *err = Some(e);
+                    }
+                }
             }
         }
     }
@@ -267,6 +336,23 @@ mod tests {
         .to_vec()
     }
 
+    /// A raw log being written to `path`, in this build's layout.
+    fn raw_writer(
+        path: &std::path::Path,
+        opts: vpath_log::WriterOptions,
+    ) -> LogWriter<std::fs::File> {
+        let header = Header {
+            host: "h".into(),
+            wall_minus_mono_ns: 0,
+            clock: Clock::Monotonic,
+            flags: header_flags::CHECKPOINTED | header_flags::RAW,
+            recorder: "test".into(),
+            start_unix_ns: 0,
+            raw_layout: vpath_bpf::raw_layout(),
+        };
+        LogWriter::with_options(std::fs::File::create(path).unwrap(), &header, opts).unwrap()
+    }
+
     /// One poll: (ring, record) pairs, then the horizon.
     type Poll = (Vec<(usize, Vec<u8>)>, u64);
 
@@ -313,16 +399,7 @@ mod tests {
             "vpath-rawlog-test-{}-{end}.vlog",
             std::process::id()
         ));
-        let header = Header {
-            host: "h".into(),
-            wall_minus_mono_ns: 0,
-            clock: Clock::Monotonic,
-            flags: header_flags::CHECKPOINTED | header_flags::RAW,
-            recorder: "test".into(),
-            start_unix_ns: 0,
-            raw_layout: vpath_bpf::raw_layout(),
-        };
-        let mut w = LogWriter::new(std::fs::File::create(&path).unwrap(), &header).unwrap();
+        let mut w = raw_writer(&path, vpath_log::WriterOptions::default());
         for (records, horizon) in polls() {
             for (ring, b) in records {
                 w.write_raw(ring as u32, &b, None).unwrap();
@@ -382,21 +459,11 @@ mod tests {
     fn a_damaged_raw_log_hands_out_what_came_before_then_the_error() {
         let path =
             std::env::temp_dir().join(format!("vpath-rawlog-cut-{}.vlog", std::process::id()));
-        let header = Header {
-            host: "h".into(),
-            wall_minus_mono_ns: 0,
-            clock: Clock::Monotonic,
-            flags: header_flags::CHECKPOINTED | header_flags::RAW,
-            recorder: "test".into(),
-            start_unix_ns: 0,
-            raw_layout: vpath_bpf::raw_layout(),
-        };
         let opts = vpath_log::WriterOptions {
             block_bytes: 200,
             ..Default::default()
         };
-        let mut w =
-            LogWriter::with_options(std::fs::File::create(&path).unwrap(), &header, opts).unwrap();
+        let mut w = raw_writer(&path, opts);
         for i in 0..20u64 {
             w.write_raw(0, &sock(10 + i, 1, 1), None).unwrap();
             if i % 5 == 4 {
@@ -434,16 +501,7 @@ mod tests {
     fn converting_a_log_onto_itself_is_refused_and_leaves_it_whole() {
         let path =
             std::env::temp_dir().join(format!("vpath-conv-self-{}.vlog", std::process::id()));
-        let header = Header {
-            host: "h".into(),
-            wall_minus_mono_ns: 0,
-            clock: Clock::Monotonic,
-            flags: header_flags::CHECKPOINTED | header_flags::RAW,
-            recorder: "test".into(),
-            start_unix_ns: 0,
-            raw_layout: vpath_bpf::raw_layout(),
-        };
-        let mut w = LogWriter::new(std::fs::File::create(&path).unwrap(), &header).unwrap();
+        let mut w = raw_writer(&path, vpath_log::WriterOptions::default());
         w.write_raw(0, &sock(10, 1, 1), None).unwrap();
         w.finish(EndStats::default()).unwrap();
         let before = std::fs::read(&path).unwrap();
