@@ -458,8 +458,17 @@ pub fn take_record<'a>(
     let kind = *b.first().ok_or(RawError::Empty)?;
     let len = match kind {
         REC_SOCK => {
-            let head = VpSockEvent::from_bytes(b)?;
-            let len = size_of::<VpSockEvent>() + head.data_len as usize;
+            // Only the fields needed here: the record is parsed once, by
+            // `parse_kept`, if at all (a raw log stores it as it is).
+            if b.len() < size_of::<VpSockEvent>() {
+                return Err(RawError::Truncated {
+                    kind,
+                    len: b.len(),
+                    expected: size_of::<VpSockEvent>(),
+                });
+            }
+            let data_len = rd_u16(b, offset_of!(VpSockEvent, data_len));
+            let len = size_of::<VpSockEvent>() + data_len as usize;
             if b.len() < len {
                 return Err(RawError::Truncated {
                     kind,
@@ -468,14 +477,16 @@ pub fn take_record<'a>(
                 });
             }
             if let Some(labeler) = labeler {
-                let op = Op::from_u8(head.op).ok_or(RawError::UnknownOp { op: head.op })?;
+                let raw_op = b[offset_of!(VpSockEvent, op)];
+                let op = Op::from_u8(raw_op).ok_or(RawError::UnknownOp { op: raw_op })?;
+                let cookie = rd_u64(b, offset_of!(VpSockEvent, cookie));
                 if op == Op::Close {
-                    labeler.forget(head.cookie);
-                } else if head.data_len > 0 {
+                    labeler.forget(cookie);
+                } else if data_len > 0 {
                     let label = labeler.label(
-                        head.cookie,
+                        cookie,
                         op,
-                        u32::from(head.data_off),
+                        u32::from(rd_u16(b, offset_of!(VpSockEvent, data_off))),
                         &b[size_of::<VpSockEvent>()..len],
                     );
                     scratch.copy_from_slice(&b[..size_of::<VpSockEvent>()]);
