@@ -140,22 +140,6 @@ struct {
 	__type(value, struct vp_conn);
 } CONNECTING SEC(".maps");
 
-/* Per socket, where the current message is (only with data_cap > 0): the
- * direction of the last data operation and the bytes moved since the
- * direction last changed. */
-struct vp_msg {
-	__u32 pos; /* saturating */
-	__u8 op;
-	__u8 _pad[3];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct vp_msg);
-} MSG_POS SEC(".maps");
-
 /* Per thread (task-local storage, freed with the thread), its open run (see
  * struct vp_run_event in vpath.h): the data operations merged so far. Every
  * recorded operation of a thread passes through its storage, so an
@@ -164,13 +148,30 @@ struct {
  * thread cannot join it, when the thread connects, accepts, closes or exits,
  * and whenever user space runs the task iterator vp_flush_iter (every poll:
  * the checkpoint promise covers open runs too). The lock orders the thread's
- * probes against the iterator, which runs on another CPU. */
+ * probes against the iterator, which runs on another CPU. With data_cap, the
+ * storage also places the thread's operations in their messages
+ * (vp_msg_place). */
+/* Where a socket the thread used lately stood after the thread's last data
+ * operation on it (only with data_cap > 0; see vp_msg_place). */
+struct vp_mslot {
+	__u64 cookie; /* 0: free */
+	__u32 snd;    /* send-stream position (write_seq) */
+	__u32 rcv;    /* receive-stream position (vp_rcv_pos) */
+	__u32 pos;    /* bytes of the operation's message up to its end, saturating */
+	__u8 op;      /* VP_OP_SEND or VP_OP_RECV */
+	__u8 _pad[3];
+};
+
+#define VP_MSG_SLOTS 4
+
 struct vp_trun {
 	struct bpf_spin_lock lock;
 	__u32 seq_next; /* stream position after the run's last byte */
 	__u32 accepts;  /* the thread's ACCEPTS count when the run began */
-	__u32 _pad;
+	__u32 next_slot; /* the slot the next new socket takes (round robin) */
 	struct vp_run_event run; /* run.count == 0: no open run */
+	/* Touched only by the thread's own probes: outside the lock. */
+	struct vp_mslot slot[VP_MSG_SLOTS];
 };
 
 struct {
@@ -513,6 +514,60 @@ static __always_inline __u32 vp_copy_data(__u8 *dst, __u64 n, struct task_struct
 	return (__u32)(k0 + k1);
 }
 
+/* Where a data operation lies in its message (a message: consecutive data
+ * operations in one direction on one socket), from the thread's last
+ * operation on the same socket and both streams' positions, without any
+ * per-socket state (socket storage, created and freed with every
+ * connection, was a fifth of the probes' time on a connection-churning
+ * server). `seq`: this direction's position before the operation; `snd`,
+ * `rcv`: both positions after it. Positions only move forward, by the bytes
+ * each operation moves, so equal positions prove that nothing moved:
+ * - this direction moved since the thread's last operation on the socket
+ *   (another thread sent or received in between), or the thread has no
+ *   recent operation there: not known, VP_F_UNSURE (placed at 0);
+ * - else, if that operation was in this direction and the other direction
+ *   has not moved since: the message goes on, at that operation's end;
+ * - else an operation in the other direction came last: a new message,
+ *   VP_F_START.
+ * Updates the socket's slot; returns the flags, the offset in `off`. */
+static __always_inline __u8 vp_msg_place(struct vp_trun *tr, __u64 cookie, __u8 op, __u32 seq, __u32 ret,
+					 __u32 snd, __u32 rcv, __u32 *off)
+{
+	struct vp_mslot *m = NULL;
+#pragma unroll
+	for (int i = 0; i < VP_MSG_SLOTS; i++) {
+		if (tr->slot[i].cookie == cookie)
+			m = &tr->slot[i];
+	}
+	__u8 fl;
+	__u32 at = 0;
+	if (!m) {
+		m = &tr->slot[tr->next_slot & (VP_MSG_SLOTS - 1)];
+		tr->next_slot += 1;
+		fl = VP_F_UNSURE;
+	} else {
+		__u32 was_this = op == VP_OP_SEND ? m->snd : m->rcv;
+		__u32 other_was = op == VP_OP_SEND ? m->rcv : m->snd;
+		__u32 other_now = op == VP_OP_SEND ? rcv : snd;
+		if (was_this != seq) {
+			fl = VP_F_UNSURE;
+		} else if (m->op == op && other_was == other_now) {
+			at = m->pos;
+			fl = at ? 0 : VP_F_START;
+		} else {
+			fl = VP_F_START;
+		}
+	}
+	__u64 end = (__u64)at + ret;
+	m->cookie = cookie;
+	m->snd = snd;
+	m->rcv = rcv;
+	m->pos = end > 0xffffffffULL ? 0xffffffffU : (__u32)end;
+	m->op = op;
+	*off = at;
+	return fl;
+}
+
 /* ---- Data: every send/recv-family call on a socket. --------------------- */
 static __always_inline int vp_data(unsigned long long *ctx, __u8 op)
 {
@@ -560,42 +615,22 @@ static __always_inline int vp_data(unsigned long long *ctx, __u8 op)
 	}
 
 	__u8 flags = 0;
-	__u32 seq = 0;
+	__u32 seq = 0, snd = 0, rcv = 0;
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
 	if (tp) {
 		flags |= VP_F_SEQ;
-		seq = op == VP_OP_SEND ? tp->write_seq : tp->copied_seq;
-		/* The tracepoint fires after the copy: step back over the bytes
-		 * moved. */
-		seq -= (__u32)ret;
-		/* A read that reaches a FIN riding on its last data segment also
-		 * moves copied_seq over the FIN's sequence number. A FIN was
-		 * received (SOCK_DONE) and consumed exactly when copied_seq
-		 * caught up with rcv_nxt, which counts it. */
-		if (op == VP_OP_RECV && (sk->__sk_common.skc_flags & (1UL << SOCK_DONE)) &&
-		    tp->copied_seq == tp->rcv_nxt)
-			seq -= 1;
-	}
-
-	/* Message starts: how many of this operation's bytes lie in the first
-	 * data_cap bytes of its message. */
-	__u32 off = 0, want = 0;
-	if (data_cap) {
-		struct vp_msg *m = bpf_sk_storage_get(&MSG_POS, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (m) {
-			if (m->op != op) {
-				m->op = op;
-				m->pos = 0;
-			}
-			off = m->pos;
-			__u64 end = (__u64)off + (__u32)ret;
-			m->pos = end > 0xffffffffULL ? 0xffffffffU : (__u32)end;
-			if (off < data_cap) {
-				want = data_cap - off;
-				if (want > (__u32)ret)
-					want = (__u32)ret;
-			}
-		}
+		/* Both streams' positions after the operation (the tracepoint
+		 * fires after the copy). A read that reaches a FIN riding on its
+		 * last data segment also moves copied_seq over the FIN's
+		 * sequence number; a FIN was received (SOCK_DONE) and consumed
+		 * exactly when copied_seq caught up with rcv_nxt, which counts
+		 * it. */
+		snd = tp->write_seq;
+		rcv = tp->copied_seq;
+		if ((sk->__sk_common.skc_flags & (1UL << SOCK_DONE)) && rcv == tp->rcv_nxt)
+			rcv -= 1;
+		/* Step back over the bytes moved. */
+		seq = (op == VP_OP_SEND ? snd : rcv) - (__u32)ret;
 	}
 
 	__s32 sysnr = vp_sysnr_of(task);
@@ -604,10 +639,28 @@ static __always_inline int vp_data(unsigned long long *ctx, __u8 op)
 	if (!cookie)
 		cookie = bpf_get_socket_cookie(sk);
 
+	/* The thread's storage: its open run, and with data_cap its recent
+	 * sockets. Made for any operation at a known stream position. */
+	struct vp_trun *tr = bpf_task_storage_get(&RUNS, task, 0, tp ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+
+	/* Message starts: how many of this operation's bytes lie in the first
+	 * data_cap bytes of its message. */
+	__u32 off = 0, want = 0;
+	if (data_cap) {
+		if (tr && tp)
+			flags |= vp_msg_place(tr, cookie, op, seq, (__u32)ret, snd, rcv, &off);
+		else
+			flags |= VP_F_UNSURE;
+		if (off < data_cap) {
+			want = data_cap - off;
+			if (want > (__u32)ret)
+				want = (__u32)ret;
+		}
+	}
+
 	/* Runs: an operation at a known stream position that carries no
 	 * message data may be merged with its thread's previous one. */
 	int mergeable = (flags & VP_F_SEQ) && !want;
-	struct vp_trun *tr = bpf_task_storage_get(&RUNS, task, 0, mergeable ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 	/* Only this thread opens its run, so an unlocked read of "no run" is
 	 * exact: an operation that cannot open one has nothing to do. */
 	if (tr && (mergeable || tr->run.count)) {

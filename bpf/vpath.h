@@ -19,7 +19,8 @@ typedef signed int __s32;
 typedef signed long long __s64;
 #endif
 
-#define VP_ABI_VERSION 4 /* 4: sends/receives that moved no bytes, and peeks, are counted, not recorded */
+#define VP_ABI_VERSION 5 /* 5: message starts found per thread, flags VP_F_START and VP_F_UNSURE
+			  * (4: sends/receives that moved no bytes, and peeks, are counted, not recorded) */
 
 /* First byte of every record. */
 #define VP_REC_SOCK 1
@@ -36,6 +37,15 @@ typedef signed long long __s64;
 /* Event flags: same bits as vpath_core::flags. */
 #define VP_F_PEEK 1 /* never set by the probes since ABI 4 (peeks are counted) */
 #define VP_F_SEQ 2
+/* Only on records of operations placed in the first data_cap bytes of their
+ * message (data_cap > 0; bits 4 and 8 are the reader's). START: the
+ * operation begins its message (data_off 0), proven in the kernel. UNSURE: the kernel could not place the
+ * operation in its message (the thread had not touched the socket lately
+ * and another thread had): its bytes are copied as if it began one
+ * (data_off 0), and the reader decides from the socket's operations in time
+ * order. Neither: data_off is exact. */
+#define VP_F_START 16
+#define VP_F_UNSURE 32
 
 /* Address families as the kernel numbers them. */
 #define VP_AF_INET 2

@@ -35,7 +35,13 @@ pub const CNT_RUN_OPS: u32 = 4;
 pub const CNT_NO_BYTES: u32 = 5;
 pub const CNT_MAX: u32 = 6;
 /// `VP_ABI_VERSION`: the records' layout and meaning.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
+/// `VP_F_START`: the kernel proved that the operation begins its message.
+pub const F_START: u8 = 16;
+/// `VP_F_UNSURE`: the kernel could not place the operation in its message
+/// and copied its bytes as if it began one; the reader decides
+/// ([`crate::Replay`]).
+pub const F_UNSURE: u8 = 32;
 /// `VP_DATA_MAX`: the most message bytes one record carries.
 pub const DATA_MAX: u32 = 8192;
 /// `VP_SEG0_MAX`: the room a record with message bytes reserves beyond
@@ -910,6 +916,8 @@ mod tests {
             ("VP_OP_CLOSE", Op::Close as i64),
             ("VP_F_PEEK", flags::PEEK as i64),
             ("VP_F_SEQ", flags::SEQ as i64),
+            ("VP_F_START", F_START as i64),
+            ("VP_F_UNSURE", F_UNSURE as i64),
         ] {
             c += &format!("_Static_assert({name} == {v}, \"{name}\");\n");
         }

@@ -7,7 +7,8 @@
 
 use std::sync::Arc;
 
-use vpath_core::{Checkpoint, Event, Label, Record};
+use rustc_hash::FxHashMap;
+use vpath_core::{flags, Checkpoint, Event, Label, Op, Record};
 
 use crate::order::{Released, Reorder};
 use crate::raw::{self, RawError};
@@ -16,6 +17,14 @@ use crate::raw::{self, RawError};
 /// header names it: the kernel ABI version of `bpf/vpath.h`.
 pub fn raw_layout() -> String {
     format!("vpath-bpf abi {}", raw::ABI_VERSION)
+}
+
+/// Whether a [`Replay`] reads records of `layout` (a raw log header's
+/// `raw_layout`): this build's, and ABI 4, whose records are laid out alike
+/// and never carry the placement flags of ABI 5 ([`raw::F_START`],
+/// [`raw::F_UNSURE`]: with ABI 4 the kernel placed every operation).
+pub fn reads_layout(layout: &str) -> bool {
+    layout == raw_layout() || layout == "vpath-bpf abi 4"
 }
 
 /// Rings a replay accepts: one per possible CPU, and Linux has at most 8192.
@@ -44,6 +53,71 @@ pub struct Replay {
     bad_total: u64,
     last_bad: Option<RawError>,
     run_rest_events: u64,
+    places: Places,
+}
+
+/// What the replay decides of the operations the kernel could not place in
+/// their messages ([`raw::F_UNSURE`]): the kernel knows a thread's recent
+/// sockets only (`vp_msg_place` in bpf/vpath.bpf.c), so an operation on a
+/// socket that another thread used since is placed here, from the socket's
+/// operations in timestamp order. It begins a message when the socket's last
+/// operation went the other way (or none was seen); otherwise (the message
+/// goes on, or operations are missing) the bytes the kernel copied as if it
+/// began one are not a message start: the event's bytes or label are
+/// dropped, and so are those of the rest of that message. Never a wrong
+/// label; at worst a missing one, and only when threads share a message.
+#[derive(Debug, Default)]
+struct Places {
+    socks: FxHashMap<u64, Place>,
+    /// Events whose message bytes were dropped here.
+    dropped: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Place {
+    op: Op,
+    /// The socket's last operation did not begin a message that the
+    /// replay could place.
+    unplaced: bool,
+}
+
+/// Sockets followed at most: past it all are forgotten (an unsure
+/// operation on a forgotten socket counts as a message start, as on a
+/// socket first seen).
+const MAX_PLACES: usize = 1 << 16;
+
+impl Places {
+    /// Every event, in timestamp order: takes the placement bits off and
+    /// drops the bytes that do not begin a message.
+    fn pass(&mut self, e: &mut Event) {
+        let bits = e.flags & (raw::F_START | raw::F_UNSURE);
+        e.flags &= !(raw::F_START | raw::F_UNSURE);
+        match e.op {
+            Op::Close => {
+                self.socks.remove(&e.sock);
+                return;
+            }
+            Op::Send | Op::Recv if e.flags & flags::SEQ != 0 => {}
+            _ => return,
+        }
+        let prev = self.socks.get(&e.sock).copied();
+        let unplaced = if bits & raw::F_START != 0 {
+            false
+        } else if bits & raw::F_UNSURE != 0 {
+            prev.is_some_and(|p| p.op == e.op)
+        } else {
+            // The kernel placed it exactly, after an operation of the same
+            // message.
+            prev.is_some_and(|p| p.op == e.op && p.unplaced)
+        };
+        if unplaced && e.data.take().is_some() {
+            self.dropped += 1;
+        }
+        if prev.is_none() && self.socks.len() >= MAX_PLACES {
+            self.socks.clear();
+        }
+        self.socks.insert(e.sock, Place { op: e.op, unplaced });
+    }
 }
 
 /// What one [`Replay::checkpoint`] did.
@@ -91,8 +165,17 @@ impl Replay {
         }
         let events = &mut self.rings[ring];
         let threads = &mut self.threads_out;
+        // The kernel's placement travels on the event (bits the core's
+        // flags do not use) until `Places::pass` takes it off.
+        let place = match kept {
+            [raw::REC_SOCK, _, f, ..] => f & (raw::F_START | raw::F_UNSURE),
+            _ => 0,
+        };
         let mut push = |r: Record| match r {
-            Record::Event(e) => events.push(e),
+            Record::Event(mut e) => {
+                e.flags |= place;
+                events.push(e)
+            }
             r => {
                 *threads += 1;
                 out(r);
@@ -147,10 +230,17 @@ impl Replay {
     ) -> ReplayStats {
         self.order.push_merged(&mut self.rings);
         let lost_total = lost_total + self.bad_total;
+        let places = &mut self.places;
+        let mut out = |mut r: Record| {
+            if let Record::Event(e) = &mut r {
+                places.pass(e);
+            }
+            out(r)
+        };
         let (released, checkpoint) = if all {
-            self.order.finish(horizon, lost_total, out)
+            self.order.finish(horizon, lost_total, &mut out)
         } else {
-            self.order.release(horizon, lost_total, out)
+            self.order.release(horizon, lost_total, &mut out)
         };
         let st = ReplayStats {
             events_read: self.events_read,
@@ -182,6 +272,12 @@ impl Replay {
     /// The last record that did not parse.
     pub fn last_bad_record(&self) -> Option<&RawError> {
         self.last_bad.as_ref()
+    }
+
+    /// Events whose message bytes (or label) were dropped because they did
+    /// not begin a message (see `Places`), since the start.
+    pub fn unplaced_events(&self) -> u64 {
+        self.places.dropped
     }
 
     /// Events made beyond one per record (see
@@ -268,6 +364,77 @@ mod tests {
                 Record::Checkpoint(c) => format!("c{}", c.ts_ns),
             })
             .collect()
+    }
+
+    /// A data record with the kernel's placement: `fl` (F_START,
+    /// F_UNSURE or 0), at stream position `seq`, `off` into its message.
+    fn placed(ts: u64, op: u8, seq: u32, fl: u8, off: u16, data: &[u8]) -> Vec<u8> {
+        let mut b = sock(ts, 1, op, data);
+        let mut e = VpSockEvent::from_bytes(&b).unwrap();
+        e.flags |= fl;
+        e.seq = seq;
+        e.data_off = off;
+        b[..96].copy_from_slice(&e.to_bytes());
+        b
+    }
+
+    #[test]
+    fn unsure_operations_begin_a_message_only_after_the_other_direction() {
+        use raw::{F_START, F_UNSURE};
+        let get = b"GET /a HTTP/1.1\r\n\r\n";
+        let items = vec![
+            // First seen: a start.
+            (0, placed(10, 2, 100, F_UNSURE, 0, get)),
+            (
+                0,
+                placed(20, 1, 500, F_START, 0, b"HTTP/1.1 200 OK\r\n\r\n"),
+            ),
+            // Another thread goes on with the same reply: not a start.
+            (1, placed(30, 1, 519, F_UNSURE, 0, b"<html>body</html>")),
+            // ... and that thread's next piece, placed after its own one.
+            (1, placed(40, 1, 536, 0, 17, b"more")),
+            // The next request, by yet another thread: after the reply, so
+            // a start.
+            (0, placed(50, 2, 119, F_UNSURE, 0, get)),
+        ];
+        for labels in [false, true] {
+            let got = replay(&[(items.clone(), 100)], labels);
+            let events: Vec<&Event> = got
+                .iter()
+                .filter_map(|r| match r {
+                    Record::Event(e) => Some(e),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(events.len(), 5);
+            for e in &events {
+                assert_eq!(
+                    e.flags & (F_START | F_UNSURE),
+                    0,
+                    "placement bits never leave the replay"
+                );
+            }
+            let has: Vec<bool> = events.iter().map(|e| e.data.is_some()).collect();
+            assert_eq!(has, [true, true, false, false, true], "labels: {labels}");
+            if !labels {
+                assert!(matches!(
+                    events[4].data.as_deref(),
+                    Some(Data::Bytes { offset: 0, bytes }) if &bytes[..] == get
+                ));
+            }
+        }
+        // The kernel's own placement is kept as it is: an exact
+        // continuation after a start keeps its bytes.
+        let items = vec![
+            (0, placed(10, 1, 100, F_START, 0, b"GET /a")),
+            (0, placed(20, 1, 106, 0, 6, b" HTTP/1.1\r\n\r\n")),
+        ];
+        let got = replay(&[(items, 100)], false);
+        let kept = got
+            .iter()
+            .filter(|r| matches!(r, Record::Event(e) if e.data.is_some()))
+            .count();
+        assert_eq!(kept, 2);
     }
 
     #[test]

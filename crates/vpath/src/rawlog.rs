@@ -17,9 +17,9 @@ use vpath_log::{header_flags, EndStats, LogReader, LogWriter, WriteError};
 /// The replay of raw logs, for [`vpath_io::open_with`].
 pub fn replay_for(layout: &str) -> Result<Box<dyn RawReplay>, String> {
     let ours = vpath_bpf::raw_layout();
-    if layout != ours {
+    if !vpath_bpf::reads_layout(layout) {
         return Err(format!(
-            "this vpath reads {ours:?} only (the log was recorded by another version of vpath)"
+            "this vpath reads {ours:?} and \"vpath-bpf abi 4\" only (the log was recorded by another version of vpath)"
         ));
     }
     Ok(Box::new(LogReplay::new()))
