@@ -763,7 +763,7 @@ int vp_state(unsigned long long *ctx)
 	}
 
 	struct vp_tuple t;
-	__u64 ts = bpf_ktime_get_ns();
+	__u64 ts;
 
 	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
 		/* Active open, by the connecting thread. The local port may not be
@@ -777,6 +777,7 @@ int vp_state(unsigned long long *ctx)
 			return 0;
 		if (discard_events)
 			return 0;
+		ts = bpf_ktime_get_ns();
 		void *ring = vp_ring();
 		vp_comm_once(ring, pid_tgid, ts);
 		vp_run_end(ring);
@@ -811,6 +812,7 @@ int vp_state(unsigned long long *ctx)
 		}
 		if (discard_events)
 			return 0;
+		ts = bpf_ktime_get_ns();
 		struct vp_sock_event *e = vp_reserve(vp_ring());
 		if (!e)
 			return 0;
@@ -850,6 +852,7 @@ int vp_state(unsigned long long *ctx)
 		return 0;
 	if (discard_events)
 		return 0;
+	ts = bpf_ktime_get_ns();
 	void *ring = vp_ring();
 	if (by_thread) {
 		vp_comm_once(ring, ((__u64)pid << 32) | tid, ts);
