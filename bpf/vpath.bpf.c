@@ -667,7 +667,9 @@ static __always_inline int vp_data(unsigned long long *ctx, __u8 op)
 		struct vp_run_event out;
 		int flush = 0;
 		__u32 accepts = 0;
-		if (mergeable) {
+		/* Only the accept probes move it, attached only with thread
+		 * filters (see vp_state's passive open). */
+		if (mergeable && (filter_pids || filter_cgroup)) {
 			__u32 *acc = bpf_task_storage_get(&ACCEPTS, task, 0, 0);
 			if (acc)
 				accepts = *acc;
@@ -755,15 +757,36 @@ int vp_state(unsigned long long *ctx)
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 
-	if (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED) {
-		/* Passive open done: fix the cookie now, so that accept's exit
-		 * (a classic tracepoint, no cookie helper) can read it. */
-		bpf_get_socket_cookie(sk);
-		return 0;
-	}
-
 	struct vp_tuple t;
 	__u64 ts;
+
+	if (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED) {
+		/* Passive open done (in softirq: `current` is unrelated). */
+		__u64 cookie = bpf_get_socket_cookie(sk);
+		/* With thread filters, the accept probes report the accept by
+		 * its thread (and need the cookie fixed now: a classic
+		 * tracepoint has no cookie helper). Without, the open is
+		 * reported here, unattributed: the accept probes are then not
+		 * attached, because any syscall tracepoint puts every syscall
+		 * of every process on the tracing slow path (~0.6% of the
+		 * machine under Tomcat load, more than the accepts' own
+		 * probes). The analyzer needs the open (it marks the
+		 * serving end and the stream's start), not its thread. */
+		if (filter_pids || filter_cgroup)
+			return 0;
+		if (!vp_tuple_btf(sk, &t) || !vp_sock_filter_ok(t.netns, t.lport, t.rport))
+			return 0;
+		if (discard_events)
+			return 0;
+		ts = bpf_ktime_get_ns();
+		struct vp_sock_event *e = vp_reserve(vp_ring());
+		if (!e)
+			return 0;
+		vp_fill(e, VP_OP_ACCEPT, 0, 0, 0, ts, 0, cookie, 0, 0, VP_SYSNR_UNKNOWN, &t);
+		vp_addrs_btf(e, sk, t.family);
+		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+		return 0;
+	}
 
 	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
 		/* Active open, by the connecting thread. The local port may not be

@@ -23,7 +23,8 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!("../bpf/vpath.bpf.o");
 
 /// Where the kernel exposes its BTF.
 pub const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
-/// Where tracefs must be mounted for the accept tracepoints.
+/// Where tracefs must be mounted for the accept tracepoints (attached only
+/// with a pid or cgroup filter).
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 
 /// BTF tracepoints: (program, tracepoint).
@@ -36,7 +37,10 @@ const BTF_PROGRAMS: [(&str, &str); 7] = [
     ("vp_send", "sock_send_length"),
     ("vp_recv", "sock_recv_length"),
 ];
-/// Classic tracepoints: (program, category, name).
+/// Classic tracepoints: (program, category, name). Attached only with a pid
+/// or cgroup filter: the accepts' threads are then known, which the filters
+/// need. Without, `vp_state` reports passive opens unattributed (see
+/// bpf/vpath.bpf.c).
 const TP_PROGRAMS: [(&str, &str, &str); 2] = [
     ("vp_accept4_exit", "syscalls", "sys_exit_accept4"),
     ("vp_accept_exit", "syscalls", "sys_exit_accept"),
@@ -512,7 +516,14 @@ impl Recorder {
             });
         }
         preflight()?;
-        ensure_tracefs()?;
+        // The accept probes (classic syscall tracepoints) only with thread
+        // filters: without, passive opens are reported by vp_state, and no
+        // syscall tracepoint puts every syscall on the host on the tracing
+        // slow path.
+        let accept_probes = !filters.pids.is_empty() || filters.cgroup.is_some();
+        if accept_probes {
+            ensure_tracefs()?;
+        }
         let btf = Btf::from_sys_fs().map_err(|e| RecordError::NoBtf {
             path: BTF_PATH.into(),
             source: Some(std::io::Error::other(e)),
@@ -606,7 +617,7 @@ impl Recorder {
             .map_err(|e| load_error(format!("program {FLUSH_PROGRAM}"), e))?;
         let flush_link = iter_link_create(prog_fd.as_fd())
             .map_err(|e| load_error(format!("linking the task iterator {FLUSH_PROGRAM}"), e))?;
-        for (prog, cat, name) in TP_PROGRAMS {
+        for (prog, cat, name) in TP_PROGRAMS.iter().filter(|_| accept_probes) {
             let p: &mut TracePoint = ebpf
                 .program_mut(prog)
                 .ok_or_else(|| RecordError::Map {

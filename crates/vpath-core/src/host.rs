@@ -595,7 +595,12 @@ impl HostStage {
                 addr: s.local,
                 scope: s.scope,
             };
-            self.serving.insert(pid);
+            // An open reported without its thread (the recorder sees a
+            // passive open in softirq) names no process: the serving one
+            // is marked by its first operation on the socket.
+            if pid != 0 {
+                self.serving.insert(pid);
+            }
             if self.servers.insert(key) {
                 out.push(HostOutput::ServerEndpoint(key));
             }
