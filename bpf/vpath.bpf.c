@@ -67,6 +67,29 @@ struct {
 	__array(values, struct vp_ring);
 } RINGS SEC(".maps");
 
+/* Per CPU, the batch its data probes are filling (see struct vp_batch_hdr).
+ * `busy` is set while a probe appends or flushes: whatever interrupts it on
+ * this CPU (the flush program, run by user space on each CPU before it
+ * drains the rings, in an interrupt; or another task's probe, if the kernel
+ * preempts BPF programs) leaves the batch alone: the flush program asks for
+ * a flush (`flush_req`), which the probe does when it is done; another
+ * probe writes its record to the ring directly. Room: the threshold, then
+ * one more record of the largest batched size. */
+#define VP_BATCH_ROOM (VP_BATCH_BYTES + 512)
+struct vp_batch {
+	__u32 busy;
+	__u32 flush_req;
+	struct vp_batch_hdr h;
+	__u8 buf[VP_BATCH_ROOM];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vp_batch);
+} BATCH SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, VP_CNT_MAX);
@@ -399,6 +422,35 @@ static __always_inline struct vp_sock_event *vp_reserve(void *ring)
 	return e;
 }
 
+/* This CPU's batch. */
+static __always_inline struct vp_batch *vp_batch(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&BATCH, &zero);
+}
+
+/* Puts the batch in the ring and empties it. Call with b->busy set (or
+ * from the flush program, which nothing on this CPU interrupts). A batch
+ * the ring has no room for is dropped, and its records counted so. */
+static __always_inline void vp_batch_flush(struct vp_batch *b, void *ring)
+{
+	__u32 n = b->h.len;
+	if (n) {
+		if (n > VP_BATCH_ROOM)
+			n = VP_BATCH_ROOM;
+		b->h.kind = VP_REC_BATCH;
+		if (!ring || bpf_ringbuf_output(ring, &b->h, sizeof(b->h) + n, BPF_RB_NO_WAKEUP)) {
+			__u32 idx = VP_CNT_SOCK_DROPPED;
+			__u64 *c = bpf_map_lookup_elem(&COUNTERS, &idx);
+			if (c)
+				*c += b->h.count;
+		}
+	}
+	b->h.len = 0;
+	b->h.count = 0;
+	b->flush_req = 0;
+}
+
 /* Sends a run taken out of its storage. */
 static __always_inline void vp_run_send(void *ring, const struct vp_run_event *run)
 {
@@ -709,6 +761,36 @@ static __always_inline int vp_data(unsigned long long *ctx, __u8 op)
 	}
 
 	struct vp_sock_event *e;
+	struct vp_batch *b = data_cap <= VP_BATCH_DATA_MAX ? vp_batch() : NULL;
+	if (b && !b->busy) {
+		b->busy = 1;
+		asm volatile("" ::: "memory");
+		__u32 at = b->h.len;
+		if (at <= VP_BATCH_BYTES) {
+			vp_count(VP_CNT_SOCK_EMITTED);
+			e = (struct vp_sock_event *)&b->buf[at];
+			vp_fill(e, op, flags, pid_tgid >> 32, (__u32)pid_tgid, ts, cgroup, cookie, ret, seq, sysnr, &t);
+			vp_addrs_btf(e, sk, t.family);
+			__u32 len = sizeof(*e);
+			if (want) {
+				__u32 got = vp_copy_data((__u8 *)(e + 1), (__u64)want, task, sysnr);
+				e->data_len = (__u16)got;
+				e->data_off = (__u16)off;
+				len += got;
+			}
+			b->h.len = at + ((len + 7) & ~7U);
+			b->h.count += 1;
+			if (b->flush_req || b->h.len >= VP_BATCH_BYTES)
+				vp_batch_flush(b, ring);
+			asm volatile("" ::: "memory");
+			b->busy = 0;
+			return 0;
+		}
+		/* Never: a full batch is flushed by the probe that filled it. */
+		vp_batch_flush(b, ring);
+		asm volatile("" ::: "memory");
+		b->busy = 0;
+	}
 	if (want) {
 		/* A record with room for the message bytes (its own reserve, so
 		 * that the verifier sees the size on the copy's path). */
@@ -1000,6 +1082,24 @@ int vp_flush_iter(struct vp_iter_task *ctx)
 	/* Into the ring of the reader's CPU: it drains every ring after. */
 	if (tr && vp_run_take(tr, &out))
 		vp_run_send(vp_ring(), &out);
+	return 0;
+}
+
+/* ---- Batches: user space flushes each CPU's before it drains. ----------- */
+/* Run by user space on each CPU (BPF_PROG_TEST_RUN with
+ * BPF_F_TEST_RUN_ON_CPU, in an interrupt on that CPU), never attached. */
+SEC("raw_tp")
+int vp_flush_batch(void *ctx)
+{
+	struct vp_batch *b = vp_batch();
+	if (!b)
+		return 0;
+	if (b->busy) {
+		/* A probe is appending: it flushes when done. */
+		b->flush_req = 1;
+		return 0;
+	}
+	vp_batch_flush(b, vp_ring());
 	return 0;
 }
 

@@ -19,13 +19,14 @@ typedef signed int __s32;
 typedef signed long long __s64;
 #endif
 
-#define VP_ABI_VERSION 5 /* 5: message starts found per thread, flags VP_F_START and VP_F_UNSURE
+#define VP_ABI_VERSION 6 /* 6: batches (VP_REC_BATCH); 5: message starts found per thread, flags VP_F_START and VP_F_UNSURE
 			  * (4: sends/receives that moved no bytes, and peeks, are counted, not recorded) */
 
 /* First byte of every record. */
 #define VP_REC_SOCK 1
 #define VP_REC_COMM 2
 #define VP_REC_RUN 3
+#define VP_REC_BATCH 4 /* struct vp_batch_hdr, then records (in rings only; see below) */
 
 /* Operation: same numbering as vpath_core::Op. */
 #define VP_OP_SEND 1
@@ -121,6 +122,26 @@ struct vp_run_event {
 	__u32 first_ret;        /* 108: bytes the first operation moved */
 };
 
+/* A batch: socket records a CPU's data probes gathered in a per-CPU buffer
+ * and put in the ring together, one reserve and commit for all (the ring's
+ * commit was as costly as the probes' own code). `len` bytes of records
+ * follow the header, each a struct vp_sock_event and its data_len message
+ * bytes, padded to a multiple of 8 bytes. Batches exist in rings only: the
+ * reader splits them, and a raw log stores the records. */
+struct vp_batch_hdr {
+	__u8 kind;     /*  0: VP_REC_BATCH */
+	__u8 _pad0[3]; /*  1: zero */
+	__u32 len;     /*  4: bytes of records after the header */
+	__u32 count;   /*  8: records */
+	__u32 _pad1;   /* 12: zero */
+};
+
+/* A batch goes to the ring once it holds this many bytes of records (its
+ * buffer holds one more record past it); message bytes are batched only up
+ * to VP_BATCH_DATA_MAX per record (larger captures are not batched). */
+#define VP_BATCH_BYTES 4096
+#define VP_BATCH_DATA_MAX 256
+
 /* The Rust mirror (raw.rs) asserts the same numbers. */
 _Static_assert(sizeof(struct vp_sock_event) == 96, "vp_sock_event size");
 _Static_assert(__builtin_offsetof(struct vp_sock_event, ts_ns) == 16, "vp_sock_event.ts_ns");
@@ -133,6 +154,7 @@ _Static_assert(__builtin_offsetof(struct vp_run_event, ts_last) == 96, "vp_run_e
 _Static_assert(__builtin_offsetof(struct vp_run_event, count) == 104, "vp_run_event.count");
 _Static_assert(__builtin_offsetof(struct vp_run_event, first_ret) == 108, "vp_run_event.first_ret");
 _Static_assert(sizeof(struct vp_comm_event) == 40, "vp_comm_event size");
+_Static_assert(sizeof(struct vp_batch_hdr) == 16, "vp_batch_hdr size");
 _Static_assert(__builtin_offsetof(struct vp_comm_event, comm) == 24, "vp_comm_event.comm");
 
 #endif /* VPATH_H */

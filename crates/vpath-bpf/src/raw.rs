@@ -19,6 +19,17 @@ pub const REC_SOCK: u8 = 1;
 pub const REC_COMM: u8 = 2;
 /// `VP_REC_RUN`: a [`VpRunEvent`].
 pub const REC_RUN: u8 = 3;
+/// `VP_REC_BATCH`: a [`VpBatchHdr`] and socket records (rings only; see
+/// [`for_each_in_batch`]).
+pub const REC_BATCH: u8 = 4;
+/// `VP_BATCH_BYTES`: a batch goes to its ring past this many bytes.
+pub const BATCH_BYTES: u32 = 4096;
+/// `VP_BATCH_DATA_MAX`: message bytes per record up to which records are
+/// batched.
+pub const BATCH_DATA_MAX: u32 = 256;
+/// The largest batch in a ring: its header, the threshold and one more
+/// record (`VP_BATCH_ROOM` in bpf/vpath.bpf.c bounds it at 4096 + 512).
+pub const BATCH_MAX: u32 = size_of::<VpBatchHdr>() as u32 + BATCH_BYTES + 512;
 /// `VP_AF_INET`.
 pub const AF_INET: u8 = 2;
 /// `VP_AF_INET6`.
@@ -35,7 +46,7 @@ pub const CNT_RUN_OPS: u32 = 4;
 pub const CNT_NO_BYTES: u32 = 5;
 pub const CNT_MAX: u32 = 6;
 /// `VP_ABI_VERSION`: the records' layout and meaning.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 /// `VP_F_START`: the kernel proved that the operation begins its message.
 pub const F_START: u8 = 16;
 /// `VP_F_UNSURE`: the kernel could not place the operation in its message
@@ -86,6 +97,21 @@ pub struct VpRunEvent {
     pub count: u32,
     pub first_ret: u32,
 }
+
+/// `struct vp_batch_hdr`: the head of a batch of socket records.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VpBatchHdr {
+    pub kind: u8,
+    pub _pad0: [u8; 3],
+    pub len: u32,
+    pub count: u32,
+    pub _pad1: u32,
+}
+
+const _: () = assert!(size_of::<VpBatchHdr>() == 16);
+const _: () = assert!(offset_of!(VpBatchHdr, len) == 4);
+const _: () = assert!(offset_of!(VpBatchHdr, count) == 8);
 
 /// `struct vp_comm_event`: a thread's name, once per thread.
 #[repr(C)]
@@ -148,11 +174,13 @@ pub enum RawError {
         expected: usize,
     },
     #[error(
-        "ring-buffer record kind {kind} at offset 0: expected 1 (socket event), 2 (comm) or 3 (run)"
+        "ring-buffer record kind {kind} at offset 0: expected 1 (socket event), 2 (comm), 3 (run) or 4 (batch, in rings)"
     )]
     UnknownKind { kind: u8 },
     #[error("run record: {what}")]
     BadRun { what: String },
+    #[error("batch: {what}")]
+    BadBatch { what: String },
     #[error(
         "socket event op {op} at offset 1: expected 1..=5 (send, recv, connect, accept, close)"
     )]
@@ -427,6 +455,61 @@ impl VpRunEvent {
     }
 }
 
+/// The records of a batch (a ring item of kind [`REC_BATCH`]), each
+/// handed to `f` as a record of its own, in order. Returns how many. A
+/// batch whose header or records do not add up is an error, and `f` has
+/// seen the records before the fault.
+pub fn for_each_in_batch(b: &[u8], mut f: impl FnMut(&[u8])) -> Result<u32, RawError> {
+    let head = size_of::<VpBatchHdr>();
+    let bad = |what: String| RawError::BadBatch { what };
+    if b.len() < head {
+        return Err(RawError::Truncated {
+            kind: REC_BATCH,
+            len: b.len(),
+            expected: head,
+        });
+    }
+    let len = rd_u32(b, offset_of!(VpBatchHdr, len)) as usize;
+    let count = rd_u32(b, offset_of!(VpBatchHdr, count));
+    let Some(body) = b.get(head..head + len) else {
+        return Err(bad(format!(
+            "{len} bytes of records at offset 4, in an item of {} bytes",
+            b.len()
+        )));
+    };
+    let mut at = 0;
+    let mut n = 0;
+    while at < body.len() {
+        let rest = &body[at..];
+        if rest[0] != REC_SOCK || rest.len() < size_of::<VpSockEvent>() {
+            return Err(bad(format!(
+                "record {n} at offset {}: kind {} in {} bytes, expected a socket record (kind {REC_SOCK}, 96 bytes or more)",
+                head + at,
+                rest[0],
+                rest.len()
+            )));
+        }
+        let one =
+            size_of::<VpSockEvent>() + rd_u16(rest, offset_of!(VpSockEvent, data_len)) as usize;
+        if one > rest.len() {
+            return Err(bad(format!(
+                "record {n} at offset {}: {one} bytes, {} left",
+                head + at,
+                rest.len()
+            )));
+        }
+        f(&rest[..one]);
+        n += 1;
+        at += (one + 7) & !7;
+    }
+    if n != count {
+        return Err(bad(format!(
+            "{n} records, the header at offset 8 says {count}"
+        )));
+    }
+    Ok(n)
+}
+
 /// Parses one ring-buffer record into the event model: a thread, or one or
 /// two socket events (two for a run of several operations).
 pub fn parse_record(b: &[u8]) -> Result<Vec<Record>, RawError> {
@@ -446,6 +529,23 @@ pub fn parse_into(
     out: &mut impl FnMut(Record),
 ) -> Result<u32, RawError> {
     let mut scratch = [0u8; size_of::<VpSockEvent>()];
+    if b.first() == Some(&REC_BATCH) {
+        let mut labeler = labeler;
+        let mut n = 0;
+        let mut first_err = None;
+        for_each_in_batch(b, |one| {
+            if first_err.is_some() {
+                return;
+            }
+            let r = take_record(one, labeler.as_deref_mut(), &mut scratch)
+                .and_then(|(kept, label)| parse_kept(kept, label, out));
+            match r {
+                Ok(k) => n += k,
+                Err(e) => first_err = Some(e),
+            }
+        })?;
+        return first_err.map_or(Ok(n), Err);
+    }
     let (kept, label) = take_record(b, labeler, &mut scratch)?;
     parse_kept(kept, label, out)
 }
@@ -786,6 +886,76 @@ mod tests {
         assert_eq!((one[0].ret, one[0].ts_ns), (70, 123_456_789));
     }
 
+    /// A batch as the probes lay it out: header, then records padded to 8.
+    fn batch(records: &[Vec<u8>], count: u32) -> Vec<u8> {
+        let mut body = Vec::new();
+        for r in records {
+            body.extend_from_slice(r);
+            body.resize((body.len() + 7) & !7, 0xee);
+        }
+        let mut b = vec![REC_BATCH, 0, 0, 0];
+        b.extend_from_slice(&(body.len() as u32).to_ne_bytes());
+        b.extend_from_slice(&count.to_ne_bytes());
+        b.extend_from_slice(&0u32.to_ne_bytes());
+        b.extend_from_slice(&body);
+        b
+    }
+
+    #[test]
+    fn batches_split_into_their_records() {
+        let a = sample_v4().to_bytes().to_vec();
+        let mut with_data = sample_v4();
+        with_data.data_len = 5;
+        with_data.ts_ns += 1;
+        let mut c = with_data.to_bytes().to_vec();
+        c.extend_from_slice(b"GET /");
+        let b = batch(&[a.clone(), c.clone(), a.clone()], 3);
+        let mut got = Vec::new();
+        assert_eq!(for_each_in_batch(&b, |r| got.push(r.to_vec())), Ok(3));
+        assert_eq!(got, vec![a.clone(), c.clone(), a.clone()]);
+        // parse_record reads a batch as its records.
+        let recs = parse_record(&b).unwrap();
+        assert_eq!(recs.len(), 3);
+        let Record::Event(e) = &recs[1] else {
+            panic!("not an event")
+        };
+        assert!(
+            matches!(e.data.as_deref(), Some(Data::Bytes { bytes, .. }) if &bytes[..] == b"GET /")
+        );
+
+        // What does not add up is an error naming where, after the records
+        // before the fault.
+        let wrong_count = batch(&[a.clone()], 2);
+        assert!(matches!(
+            for_each_in_batch(&wrong_count, |_| {}),
+            Err(RawError::BadBatch { what }) if what.contains("header at offset 8 says 2")
+        ));
+        let mut cut = batch(&[a.clone(), c.clone()], 2);
+        cut.truncate(cut.len() - 8);
+        let mut seen = 0;
+        assert!(matches!(
+            for_each_in_batch(&cut, |_| seen += 1),
+            Err(RawError::BadBatch { .. })
+        ));
+        assert_eq!(seen, 0, "the header's length no longer fits the item");
+        let mut comm_inside = batch(&[a.clone(), a.clone()], 2);
+        comm_inside[16 + 96] = REC_COMM;
+        let mut seen = 0;
+        let r = for_each_in_batch(&comm_inside, |_| seen += 1);
+        assert!(
+            matches!(&r, Err(RawError::BadBatch { what }) if what.contains("record 1 at offset 112")),
+            "{r:?}"
+        );
+        assert_eq!(seen, 1);
+        assert!(matches!(
+            for_each_in_batch(&[REC_BATCH, 0, 0], |_| {}),
+            Err(RawError::Truncated {
+                kind: REC_BATCH,
+                ..
+            })
+        ));
+    }
+
     #[test]
     fn bad_run_records_are_errors() {
         for run in [
@@ -892,9 +1062,13 @@ mod tests {
             comm
         );
         chk!(VpRunEvent, "vp_run_event", e, ts_last, count, first_ret);
+        chk!(VpBatchHdr, "vp_batch_hdr", kind, _pad0, len, count, _pad1);
         for (name, v) in [
             ("VP_REC_SOCK", REC_SOCK as i64),
             ("VP_REC_RUN", REC_RUN as i64),
+            ("VP_REC_BATCH", REC_BATCH as i64),
+            ("VP_BATCH_BYTES", BATCH_BYTES as i64),
+            ("VP_BATCH_DATA_MAX", BATCH_DATA_MAX as i64),
             ("VP_CNT_RUN_OPS", CNT_RUN_OPS as i64),
             ("VP_CNT_NO_BYTES", CNT_NO_BYTES as i64),
             ("VP_ABI_VERSION", ABI_VERSION as i64),

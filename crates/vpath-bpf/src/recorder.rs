@@ -6,7 +6,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aya::maps::{ArrayOfMaps, HashMap as BpfHashMap, Map, MapData, PerCpuArray, RingBuf};
-use aya::programs::{BtfTracePoint, Iter, TracePoint};
+use aya::programs::{
+    BtfTracePoint, Iter, RawTracePoint, RawTracePointRunOptions, TestRun, TracePoint,
+};
 use aya::{Btf, Ebpf, EbpfLoader};
 use std::sync::Arc;
 use vpath_core::content::Labeler;
@@ -49,6 +51,10 @@ const TP_PROGRAMS: [(&str, &str, &str); 2] = [
 /// The task iterator that closes every thread's open run (bpf/vpath.bpf.c).
 /// The reader runs it at every poll; it is not a probe.
 pub const FLUSH_PROGRAM: &str = "vp_flush_iter";
+/// The program that puts a CPU's batch of records in its ring: the reader
+/// runs it on every online CPU at every poll (`BPF_PROG_TEST_RUN` with
+/// `BPF_F_TEST_RUN_ON_CPU`); it is never attached.
+pub const BATCH_PROGRAM: &str = "vp_flush_batch";
 
 /// How the recorder runs.
 #[derive(Clone, Debug)]
@@ -57,8 +63,10 @@ pub struct RecorderOptions {
     /// two, at least a page. Each online CPU gets its own ring of
     /// `ring_bytes / online CPUs`; a CPU that is possible but offline gets
     /// the smallest ring; every ring holds at least four of the largest
-    /// records (see [`ring_sizes`]). Each socket event takes 104 bytes in a
-    /// ring (96 + 8 header), a run of merged operations 120.
+    /// records (see [`ring_sizes`]; with batches, a batch of 4.6 KiB).
+    /// Each socket event takes 96 bytes in a batch (plus message bytes,
+    /// padded to 8; a batch adds 24 bytes of headers) or 104 on its own
+    /// (96 + the ring's 8-byte header), a run of merged operations 120.
     pub ring_bytes: u32,
     /// The shortest wait of [`Recorder::poll`] after the previous poll.
     /// Events never wake the reader (BPF_RB_NO_WAKEUP).
@@ -303,6 +311,9 @@ pub struct Recorder {
     bad_total: u64,
     /// The link of [`FLUSH_PROGRAM`]; each poll reads a fresh iterator.
     flush_link: OwnedFd,
+    /// The CPUs whose batches each poll flushes ([`BATCH_PROGRAM`]): those
+    /// online at the start.
+    online: Vec<u32>,
 }
 
 /// Where [`Recorder::poll_raw`] puts each poll's records: what a raw log
@@ -551,7 +562,11 @@ impl Recorder {
         let (cpus, online) = cpus()?;
         // The largest record: a socket event with message bytes, and the
         // ring's 8-byte header.
-        let max_record = size_of::<raw::VpSockEvent>() as u32 + data_cap + raw::SEG0_MAX + 8;
+        // And a batch of records, when records are batched.
+        let mut max_record = size_of::<raw::VpSockEvent>() as u32 + data_cap + raw::SEG0_MAX + 8;
+        if data_cap <= raw::BATCH_DATA_MAX {
+            max_record = max_record.max(raw::BATCH_MAX + 8);
+        }
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global("own_tgid", &own_tgid, true)
@@ -617,6 +632,24 @@ impl Recorder {
             .map_err(|e| load_error(format!("program {FLUSH_PROGRAM}"), e))?;
         let flush_link = iter_link_create(prog_fd.as_fd())
             .map_err(|e| load_error(format!("linking the task iterator {FLUSH_PROGRAM}"), e))?;
+        let batch: &mut RawTracePoint = ebpf
+            .program_mut(BATCH_PROGRAM)
+            .ok_or_else(|| RecordError::Map {
+                map: "programs",
+                what: format!("program {BATCH_PROGRAM} missing from the object"),
+            })?
+            .try_into()
+            .map_err(|e| load_error(format!("program {BATCH_PROGRAM}"), e))?;
+        batch.load().map_err(|e| {
+            program_load_error(
+                BATCH_PROGRAM,
+                format!("loading {BATCH_PROGRAM} (raw_tp)"),
+                e,
+            )
+        })?;
+        // Once on every CPU now: a kernel that cannot run it fails here, not
+        // at the first poll.
+        flush_batches(&mut ebpf, &online)?;
         for (prog, cat, name) in TP_PROGRAMS.iter().filter(|_| accept_probes) {
             let p: &mut TracePoint = ebpf
                 .program_mut(prog)
@@ -649,6 +682,7 @@ impl Recorder {
             last_bad: None,
             bad_total: 0,
             flush_link,
+            online,
         })
     }
 
@@ -823,7 +857,13 @@ impl Recorder {
         let mut drained = vec![0usize; self.rings.len()];
         for (ring, d) in self.rings.iter_mut().zip(&mut drained) {
             while let Some(item) = ring.next() {
-                n += u64::from(!item.is_empty());
+                n += match item.first() {
+                    None => 0,
+                    Some(&raw::REC_BATCH) if item.len() >= size_of::<raw::VpBatchHdr>() => {
+                        u64::from(u32::from_ne_bytes(item[8..12].try_into().expect("4 bytes")))
+                    }
+                    Some(_) => 1,
+                };
                 *d += item.len() + RING_HEADER;
             }
         }
@@ -833,14 +873,17 @@ impl Recorder {
 
     /// Runs the task iterator once: every thread's open run goes into a
     /// ring (the one of the CPU this thread runs on).
+    /// Puts everything the probes hold in the rings: every thread's open
+    /// run (the task iterator), then every CPU's batch.
     fn flush_runs(&mut self) -> Result<(), RecordError> {
-        if self.ebpf.is_none() {
+        let Some(ebpf) = self.ebpf.as_mut() else {
             return Ok(());
-        }
+        };
         iter_run(self.flush_link.as_fd()).map_err(|e| RecordError::Map {
             map: "RUNS",
             what: format!("running the task iterator {FLUSH_PROGRAM}: {e}"),
-        })
+        })?;
+        flush_batches(ebpf, &self.online)
     }
 
     /// Reads every ring to its end, one after the other, into `sink`.
@@ -850,7 +893,9 @@ impl Recorder {
         for (i, (ring, d)) in self.rings.iter_mut().zip(&mut drained).enumerate() {
             while let Some(item) = ring.next() {
                 *d += item.len() + RING_HEADER;
-                match raw::take_record(&item, self.labeler.as_mut(), &mut scratch) {
+                let labeler = &mut self.labeler;
+                let mut take = |b: &[u8]| match raw::take_record(b, labeler.as_mut(), &mut scratch)
+                {
                     Ok((kept, label)) => {
                         if kept[0] == raw::REC_COMM {
                             st.threads_out += 1;
@@ -858,12 +903,33 @@ impl Recorder {
                             st.events_read += 1;
                         }
                         sink.record(i, kept, label);
+                        None
                     }
-                    Err(e) => {
-                        st.bad_records += 1;
-                        self.bad_total += 1;
-                        self.last_bad = Some(e);
+                    Err(e) => Some(e),
+                };
+                let err = if item.first() == Some(&raw::REC_BATCH) {
+                    // Its records one by one, as if the probes had put each
+                    // in the ring (a raw log stores them so).
+                    let mut first = None;
+                    let r = raw::for_each_in_batch(&item, |one| {
+                        if let Some(e) = take(one) {
+                            first.get_or_insert(e);
+                        }
+                    });
+                    match r {
+                        // The records after a fault are not counted: a
+                        // batch's header is the probes' own, so a fault is
+                        // a layout mismatch, counted as one bad record.
+                        Err(e) => Some(e),
+                        Ok(_) => first,
                     }
+                } else {
+                    take(&item)
+                };
+                if let Some(e) = err {
+                    st.bad_records += 1;
+                    self.bad_total += 1;
+                    self.last_bad = Some(e);
                 }
             }
         }
@@ -933,6 +999,28 @@ fn iter_link_create(prog: BorrowedFd<'_>) -> std::io::Result<OwnedFd> {
     attr[0] = prog.as_raw_fd() as u32;
     attr[2] = BPF_TRACE_ITER;
     bpf_fd(BPF_LINK_CREATE, &mut attr)
+}
+
+/// Runs [`BATCH_PROGRAM`] on each CPU of `cpus`: their batches go to their
+/// rings.
+fn flush_batches(ebpf: &mut Ebpf, cpus: &[u32]) -> Result<(), RecordError> {
+    let Some(p) = ebpf.program_mut(BATCH_PROGRAM) else {
+        return Ok(());
+    };
+    let p: &mut RawTracePoint = p
+        .try_into()
+        .map_err(|e| load_error(format!("program {BATCH_PROGRAM}"), e))?;
+    for &cpu in cpus {
+        let opts = RawTracePointRunOptions {
+            cpu: Some(cpu),
+            ..Default::default()
+        };
+        p.test_run(opts).map_err(|e| RecordError::Map {
+            map: "BATCH",
+            what: format!("running {BATCH_PROGRAM} on CPU {cpu}: {e}"),
+        })?;
+    }
+    Ok(())
 }
 
 /// Creates an iterator from `link` and reads it to its end (the program
