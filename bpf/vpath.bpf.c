@@ -156,8 +156,14 @@ struct vp_conn {
 	__u64 cgroup;
 };
 
+/* A plain hash, not an LRU one: every entry leaves at the socket's next
+ * state change (any change out of SYN_SENT deletes it), so it cannot fill
+ * with stale entries; if 16384 handshakes are in progress at once, the
+ * connect that finds no room is counted as a dropped event (an LRU map
+ * would evict an older one without a trace). Cheaper too: an LRU update
+ * manages its lists. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, struct vp_conn);
@@ -894,7 +900,11 @@ int vp_state(unsigned long long *ctx)
 			.cgroup = bpf_get_current_cgroup_id(),
 		};
 		__u64 cookie = bpf_get_socket_cookie(sk);
-		bpf_map_update_elem(&CONNECTING, &cookie, &c, BPF_ANY);
+		if (bpf_map_update_elem(&CONNECTING, &cookie, &c, BPF_ANY)) {
+			/* Its connect event is lost: counted so. */
+			vp_count(VP_CNT_SOCK_EMITTED);
+			vp_count(VP_CNT_SOCK_DROPPED);
+		}
 		return 0;
 	}
 
