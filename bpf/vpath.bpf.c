@@ -440,10 +440,13 @@ static __always_inline struct vp_batch *vp_batch(void)
  * the ring has no room for is dropped, and its records counted so. */
 static __always_inline void vp_batch_flush(struct vp_batch *b, void *ring)
 {
-	__u32 n = b->h.len;
+	__u64 n = b->h.len;
 	if (n) {
 		if (n > VP_BATCH_ROOM)
 			n = VP_BATCH_ROOM;
+		/* The clamped value, not one the compiler derives from the
+		 * unclamped (the verifier must see the bound on the size). */
+		asm volatile("" : "+r"(n));
 		b->h.kind = VP_REC_BATCH;
 		if (!ring || bpf_ringbuf_output(ring, &b->h, sizeof(b->h) + n, BPF_RB_NO_WAKEUP)) {
 			__u32 idx = VP_CNT_SOCK_DROPPED;
@@ -455,6 +458,47 @@ static __always_inline void vp_batch_flush(struct vp_batch *b, void *ring)
 	b->h.len = 0;
 	b->h.count = 0;
 	b->flush_req = 0;
+}
+
+/* A place for one socket record without message bytes: in this CPU's
+ * batch if no probe on this CPU is using it (*bp set, the batch then busy
+ * until vp_slot_done), else reserved in the ring (*bp NULL). NULL: the
+ * ring had no room (counted). */
+static __always_inline struct vp_sock_event *vp_slot(void *ring, struct vp_batch **bp)
+{
+	struct vp_batch *b = data_cap <= VP_BATCH_DATA_MAX ? vp_batch() : NULL;
+	*bp = NULL;
+	if (b && !b->busy) {
+		b->busy = 1;
+		asm volatile("" ::: "memory");
+		__u32 at = b->h.len;
+		if (at <= VP_BATCH_BYTES) {
+			vp_count(VP_CNT_SOCK_EMITTED);
+			*bp = b;
+			return (struct vp_sock_event *)&b->buf[at];
+		}
+		/* Never: a full batch is flushed by the probe that filled it. */
+		vp_batch_flush(b, ring);
+		asm volatile("" ::: "memory");
+		b->busy = 0;
+	}
+	return vp_reserve(ring);
+}
+
+/* The record in the slot is written: into the batch (flushed if full or
+ * asked for), or submitted. */
+static __always_inline void vp_slot_done(struct vp_sock_event *e, struct vp_batch *b, void *ring)
+{
+	if (!b) {
+		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+		return;
+	}
+	b->h.len += sizeof(*e);
+	b->h.count += 1;
+	if (b->flush_req || b->h.len >= VP_BATCH_BYTES)
+		vp_batch_flush(b, ring);
+	asm volatile("" ::: "memory");
+	b->busy = 0;
 }
 
 /* Sends a run taken out of its storage. */
@@ -867,12 +911,14 @@ int vp_state(unsigned long long *ctx)
 		if (discard_events)
 			return 0;
 		ts = bpf_ktime_get_ns();
-		struct vp_sock_event *e = vp_reserve(vp_ring());
+		void *ring = vp_ring();
+		struct vp_batch *b;
+		struct vp_sock_event *e = vp_slot(ring, &b);
 		if (!e)
 			return 0;
 		vp_fill(e, VP_OP_ACCEPT, 0, 0, 0, ts, 0, cookie, 0, 0, VP_SYSNR_UNKNOWN, &t);
 		vp_addrs_btf(e, sk, t.family);
-		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+		vp_slot_done(e, b, ring);
 		return 0;
 	}
 
@@ -928,12 +974,14 @@ int vp_state(unsigned long long *ctx)
 		if (discard_events)
 			return 0;
 		ts = bpf_ktime_get_ns();
-		struct vp_sock_event *e = vp_reserve(vp_ring());
+		void *ring = vp_ring();
+		struct vp_batch *b;
+		struct vp_sock_event *e = vp_slot(ring, &b);
 		if (!e)
 			return 0;
 		vp_fill(e, VP_OP_CONNECT, 0, conn.pid, conn.tid, ts, conn.cgroup, cookie, ret, 0, conn.sysnr, &t);
 		vp_addrs_btf(e, sk, t.family);
-		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+		vp_slot_done(e, b, ring);
 		return 0;
 	}
 
@@ -973,12 +1021,14 @@ int vp_state(unsigned long long *ctx)
 		vp_comm_once(ring, ((__u64)pid << 32) | tid, ts);
 		vp_run_end(ring);
 	}
-	struct vp_sock_event *e = vp_reserve(ring);
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	struct vp_batch *b;
+	struct vp_sock_event *e = vp_slot(ring, &b);
 	if (!e)
 		return 0;
-	vp_fill(e, VP_OP_CLOSE, 0, pid, tid, ts, cgroup, bpf_get_socket_cookie(sk), ret, 0, sysnr, &t);
+	vp_fill(e, VP_OP_CLOSE, 0, pid, tid, ts, cgroup, cookie, ret, 0, sysnr, &t);
 	vp_addrs_btf(e, sk, t.family);
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	vp_slot_done(e, b, ring);
 	return 0;
 }
 
