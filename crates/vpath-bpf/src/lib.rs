@@ -42,4 +42,4 @@ pub use recorder::{
     ensure_tracefs, preflight, ContentCapture, Counters, PollStats, ProbeStats, ProgramStats,
     RawSink, Recorder, RecorderOptions, BTF_PATH, FLUSH_PROGRAM, TRACEFS,
 };
-pub use replay::{raw_layout, reads_layout, Replay, ReplayStats};
+pub use replay::{raw_layout, reads_layout, Replay, ReplayStats, READ_LAYOUTS};

@@ -182,6 +182,10 @@ pub struct Counters {
     /// Ring records that did not match the record layout: skipped, and
     /// counted as lost in every checkpoint after them.
     pub records_skipped: u64,
+    /// Events whose message bytes (or label) the reader dropped: the kernel
+    /// could not place them in their message and they did not begin one
+    /// (a message several threads wrote or read in turn; see `Replay`).
+    pub labels_unplaced: u64,
 }
 
 impl Counters {
@@ -741,6 +745,7 @@ impl Recorder {
             ops_merged: sum(raw::CNT_RUN_OPS)?,
             ops_without_bytes: sum(raw::CNT_NO_BYTES)?,
             run_rest_events: self.replay.run_rest_events(),
+            labels_unplaced: self.replay.unplaced_events(),
             records_skipped: self.bad_total + self.replay.bad_total(),
         })
     }
@@ -789,6 +794,7 @@ impl Recorder {
         st.apply(stats.expect("a poll ends with a checkpoint"));
         // The counters were read while the replay was lent to the sink.
         st.counters.run_rest_events = self.replay.run_rest_events();
+        st.counters.labels_unplaced = self.replay.unplaced_events();
         st.counters.records_skipped = self.bad_total + self.replay.bad_total();
         Ok(st)
     }
@@ -942,6 +948,7 @@ impl Recorder {
         let (r, _) = self.through_replay(out, true, |rec, sink| rec.stop_into(sink));
         let mut counters = r?;
         counters.run_rest_events = self.replay.run_rest_events();
+        counters.labels_unplaced = self.replay.unplaced_events();
         counters.records_skipped = self.bad_total + self.replay.bad_total();
         Ok(counters)
     }

@@ -19,12 +19,17 @@ pub fn raw_layout() -> String {
     format!("vpath-bpf abi {}", raw::ABI_VERSION)
 }
 
+/// The raw layouts a [`Replay`] reads: this build's and the earlier ones
+/// whose stored records are laid out alike. ABI 4 never sets the placement
+/// flags ([`raw::F_START`], [`raw::F_UNSURE`]: the kernel placed every
+/// operation); ABI 6 added batches, which exist in rings only (a raw log
+/// stores their records one by one).
+pub const READ_LAYOUTS: [&str; 3] = ["vpath-bpf abi 6", "vpath-bpf abi 5", "vpath-bpf abi 4"];
+
 /// Whether a [`Replay`] reads records of `layout` (a raw log header's
-/// `raw_layout`): this build's, and ABI 4, whose records are laid out alike
-/// and never carry the placement flags of ABI 5 ([`raw::F_START`],
-/// [`raw::F_UNSURE`]: with ABI 4 the kernel placed every operation).
+/// `raw_layout`): one of [`READ_LAYOUTS`].
 pub fn reads_layout(layout: &str) -> bool {
-    layout == raw_layout() || layout == "vpath-bpf abi 4"
+    READ_LAYOUTS.contains(&layout)
 }
 
 /// Rings a replay accepts: one per possible CPU, and Linux has at most 8192.
@@ -435,6 +440,14 @@ mod tests {
             .filter(|r| matches!(r, Record::Event(e) if e.data.is_some()))
             .count();
         assert_eq!(kept, 2);
+    }
+
+    #[test]
+    fn this_builds_layout_is_read() {
+        assert_eq!(READ_LAYOUTS[0], raw_layout());
+        assert!(reads_layout(&raw_layout()));
+        assert!(reads_layout("vpath-bpf abi 4"));
+        assert!(!reads_layout("vpath-bpf abi 3"));
     }
 
     #[test]

@@ -394,6 +394,7 @@ pub fn live(
         "[live] done: {} paths ({} complete, {} incomplete), {} events, {} lost in the kernel",
         s.paths, s.complete_paths, s.incomplete_paths, s.events, s.lost_events
     );
+    report_unplaced(counters.labels_unplaced);
     if let Some(o) = otlp {
         let url = o.url().to_string();
         // What is still queued gets 10 s to reach the collector.
@@ -406,4 +407,15 @@ pub fn live(
         }
     }
     Ok(exit_of(&why))
+}
+
+/// Says how many events lost their message label because the replay could
+/// not place them in their message (see `vpath_bpf::Replay`); nothing when
+/// none did.
+pub fn report_unplaced(n: u64) {
+    if n > 0 {
+        eprintln!(
+            "vpath: {n} events carry no label: their message was written or read by several threads in turn, and the bytes the kernel took could not be placed in it (docs/probes.md, \"Message starts\")"
+        );
+    }
 }

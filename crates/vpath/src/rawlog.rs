@@ -16,10 +16,14 @@ use vpath_log::{header_flags, EndStats, LogReader, LogWriter, WriteError};
 
 /// The replay of raw logs, for [`vpath_io::open_with`].
 pub fn replay_for(layout: &str) -> Result<Box<dyn RawReplay>, String> {
-    let ours = vpath_bpf::raw_layout();
     if !vpath_bpf::reads_layout(layout) {
         return Err(format!(
-            "this vpath reads {ours:?} and \"vpath-bpf abi 4\" only (the log was recorded by another version of vpath)"
+            "this vpath reads {} only (the log was recorded by another version of vpath)",
+            vpath_bpf::READ_LAYOUTS
+                .iter()
+                .map(|l| format!("{l:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     Ok(Box::new(LogReplay::new()))
@@ -72,6 +76,13 @@ impl RawReplay for LogReplay {
         self.held = Some(cp);
     }
     fn finish(&mut self, clean: bool, out: &mut dyn FnMut(Record)) {
+        self.finish_replay(clean, out);
+        crate::capture::report_unplaced(self.replay.unplaced_events());
+    }
+}
+
+impl LogReplay {
+    fn finish_replay(&mut self, clean: bool, out: &mut dyn FnMut(Record)) {
         if clean {
             if let Some(cp) = self.held.take() {
                 self.replay.finish(cp.ts_ns, cp.lost_total, &mut |r| out(r));
