@@ -460,45 +460,59 @@ static __always_inline void vp_batch_flush(struct vp_batch *b, void *ring)
 	b->flush_req = 0;
 }
 
-/* A place for one socket record without message bytes: in this CPU's
- * batch if no probe on this CPU is using it (*bp set, the batch then busy
- * until vp_slot_done), else reserved in the ring (*bp NULL). NULL: the
- * ring had no room (counted). */
-static __always_inline struct vp_sock_event *vp_slot(void *ring, struct vp_batch **bp)
+/* A place for one socket record in this CPU's batch, if no probe on this
+ * CPU is using it: the batch is then busy (*bp set) until vp_batch_done.
+ * NULL: write to the ring instead. */
+static __always_inline struct vp_sock_event *vp_batch_slot(struct vp_batch **bp, void *ring)
 {
 	struct vp_batch *b = data_cap <= VP_BATCH_DATA_MAX ? vp_batch() : NULL;
 	*bp = NULL;
-	if (b && !b->busy) {
-		b->busy = 1;
-		asm volatile("" ::: "memory");
-		__u32 at = b->h.len;
-		if (at <= VP_BATCH_BYTES) {
-			vp_count(VP_CNT_SOCK_EMITTED);
-			*bp = b;
-			return (struct vp_sock_event *)&b->buf[at];
-		}
+	if (!b || b->busy)
+		return NULL;
+	b->busy = 1;
+	asm volatile("" ::: "memory");
+	__u32 at = b->h.len;
+	if (at > VP_BATCH_BYTES) {
 		/* Never: a full batch is flushed by the probe that filled it. */
 		vp_batch_flush(b, ring);
 		asm volatile("" ::: "memory");
 		b->busy = 0;
+		return NULL;
 	}
-	return vp_reserve(ring);
+	vp_count(VP_CNT_SOCK_EMITTED);
+	*bp = b;
+	return (struct vp_sock_event *)&b->buf[at];
 }
 
-/* The record in the slot is written: into the batch (flushed if full or
- * asked for), or submitted. */
-static __always_inline void vp_slot_done(struct vp_sock_event *e, struct vp_batch *b, void *ring)
+/* The record in the batch slot is written, `len` bytes with its message
+ * bytes: the batch takes it (padded to 8), goes to the ring if full or
+ * asked for, and is free again. */
+static __always_inline void vp_batch_done(struct vp_batch *b, void *ring, __u32 len)
 {
-	if (!b) {
-		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
-		return;
-	}
-	b->h.len += sizeof(*e);
+	b->h.len += (len + 7) & ~7U;
 	b->h.count += 1;
 	if (b->flush_req || b->h.len >= VP_BATCH_BYTES)
 		vp_batch_flush(b, ring);
 	asm volatile("" ::: "memory");
 	b->busy = 0;
+}
+
+/* A place for one socket record without message bytes: in the batch
+ * (*bp set) or reserved in the ring (*bp NULL). NULL: the ring had no room
+ * (counted). */
+static __always_inline struct vp_sock_event *vp_slot(void *ring, struct vp_batch **bp)
+{
+	struct vp_sock_event *e = vp_batch_slot(bp, ring);
+	return e ? e : vp_reserve(ring);
+}
+
+/* The record in the slot is written: into the batch, or submitted. */
+static __always_inline void vp_slot_done(struct vp_sock_event *e, struct vp_batch *b, void *ring)
+{
+	if (b)
+		vp_batch_done(b, ring, sizeof(*e));
+	else
+		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
 /* Sends a run taken out of its storage. */
@@ -810,36 +824,20 @@ static __always_inline int vp_data(unsigned long long *ctx, __u8 op)
 			return 0;
 	}
 
-	struct vp_sock_event *e;
-	struct vp_batch *b = data_cap <= VP_BATCH_DATA_MAX ? vp_batch() : NULL;
-	if (b && !b->busy) {
-		b->busy = 1;
-		asm volatile("" ::: "memory");
-		__u32 at = b->h.len;
-		if (at <= VP_BATCH_BYTES) {
-			vp_count(VP_CNT_SOCK_EMITTED);
-			e = (struct vp_sock_event *)&b->buf[at];
-			vp_fill(e, op, flags, pid_tgid >> 32, (__u32)pid_tgid, ts, cgroup, cookie, ret, seq, sysnr, &t);
-			vp_addrs_btf(e, sk, t.family);
-			__u32 len = sizeof(*e);
-			if (want) {
-				__u32 got = vp_copy_data((__u8 *)(e + 1), (__u64)want, task, sysnr);
-				e->data_len = (__u16)got;
-				e->data_off = (__u16)off;
-				len += got;
-			}
-			b->h.len = at + ((len + 7) & ~7U);
-			b->h.count += 1;
-			if (b->flush_req || b->h.len >= VP_BATCH_BYTES)
-				vp_batch_flush(b, ring);
-			asm volatile("" ::: "memory");
-			b->busy = 0;
-			return 0;
+	struct vp_batch *b;
+	struct vp_sock_event *e = vp_batch_slot(&b, ring);
+	if (e) {
+		vp_fill(e, op, flags, pid_tgid >> 32, (__u32)pid_tgid, ts, cgroup, cookie, ret, seq, sysnr, &t);
+		vp_addrs_btf(e, sk, t.family);
+		__u32 len = sizeof(*e);
+		if (want) {
+			__u32 got = vp_copy_data((__u8 *)(e + 1), (__u64)want, task, sysnr);
+			e->data_len = (__u16)got;
+			e->data_off = (__u16)off;
+			len += got;
 		}
-		/* Never: a full batch is flushed by the probe that filled it. */
-		vp_batch_flush(b, ring);
-		asm volatile("" ::: "memory");
-		b->busy = 0;
+		vp_batch_done(b, ring, len);
+		return 0;
 	}
 	if (want) {
 		/* A record with room for the message bytes (its own reserve, so
