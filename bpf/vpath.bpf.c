@@ -515,6 +515,20 @@ static __always_inline void vp_slot_done(struct vp_sock_event *e, struct vp_batc
 		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
+/* Records a connection event (connect, passive open, close) of `sk`. */
+static __always_inline void vp_conn_event(struct sock *sk, const struct vp_tuple *t, void *ring, __u8 op,
+					  __u32 pid, __u32 tid, __u64 ts, __u64 cgroup, __u64 cookie, __s64 ret,
+					  __s32 sysnr)
+{
+	struct vp_batch *b;
+	struct vp_sock_event *e = vp_slot(ring, &b);
+	if (!e)
+		return;
+	vp_fill(e, op, 0, pid, tid, ts, cgroup, cookie, ret, 0, sysnr, t);
+	vp_addrs_btf(e, sk, t->family);
+	vp_slot_done(e, b, ring);
+}
+
 /* Sends a run taken out of its storage. */
 static __always_inline void vp_run_send(void *ring, const struct vp_run_event *run)
 {
@@ -909,14 +923,7 @@ int vp_state(unsigned long long *ctx)
 		if (discard_events)
 			return 0;
 		ts = bpf_ktime_get_ns();
-		void *ring = vp_ring();
-		struct vp_batch *b;
-		struct vp_sock_event *e = vp_slot(ring, &b);
-		if (!e)
-			return 0;
-		vp_fill(e, VP_OP_ACCEPT, 0, 0, 0, ts, 0, cookie, 0, 0, VP_SYSNR_UNKNOWN, &t);
-		vp_addrs_btf(e, sk, t.family);
-		vp_slot_done(e, b, ring);
+		vp_conn_event(sk, &t, vp_ring(), VP_OP_ACCEPT, 0, 0, ts, 0, cookie, 0, VP_SYSNR_UNKNOWN);
 		return 0;
 	}
 
@@ -972,14 +979,8 @@ int vp_state(unsigned long long *ctx)
 		if (discard_events)
 			return 0;
 		ts = bpf_ktime_get_ns();
-		void *ring = vp_ring();
-		struct vp_batch *b;
-		struct vp_sock_event *e = vp_slot(ring, &b);
-		if (!e)
-			return 0;
-		vp_fill(e, VP_OP_CONNECT, 0, conn.pid, conn.tid, ts, conn.cgroup, cookie, ret, 0, conn.sysnr, &t);
-		vp_addrs_btf(e, sk, t.family);
-		vp_slot_done(e, b, ring);
+		vp_conn_event(sk, &t, vp_ring(), VP_OP_CONNECT, conn.pid, conn.tid, ts, conn.cgroup, cookie, ret,
+			      conn.sysnr);
 		return 0;
 	}
 
@@ -1019,14 +1020,7 @@ int vp_state(unsigned long long *ctx)
 		vp_comm_once(ring, ((__u64)pid << 32) | tid, ts);
 		vp_run_end(ring);
 	}
-	__u64 cookie = bpf_get_socket_cookie(sk);
-	struct vp_batch *b;
-	struct vp_sock_event *e = vp_slot(ring, &b);
-	if (!e)
-		return 0;
-	vp_fill(e, VP_OP_CLOSE, 0, pid, tid, ts, cgroup, cookie, ret, 0, sysnr, &t);
-	vp_addrs_btf(e, sk, t.family);
-	vp_slot_done(e, b, ring);
+	vp_conn_event(sk, &t, ring, VP_OP_CLOSE, pid, tid, ts, cgroup, bpf_get_socket_cookie(sk), ret, sysnr);
 	return 0;
 }
 
