@@ -231,11 +231,23 @@ struct {
 #define VP_NR_RECVMSG 47
 
 /* ---- Helpers. ----------------------------------------------------------- */
-static __always_inline void vp_count(__u32 idx)
+static __always_inline void vp_add(__u32 idx, __u64 n)
 {
 	__u64 *c = bpf_map_lookup_elem(&COUNTERS, &idx);
 	if (c)
-		*c += 1;
+		*c += n;
+}
+
+static __always_inline void vp_count(__u32 idx)
+{
+	vp_add(idx, 1);
+}
+
+/* A pid or cgroup filter is set: the thread-attributed accept probes are
+ * attached, and events without a thread cannot pass the filters. */
+static __always_inline int vp_thread_filters(void)
+{
+	return filter_pids || filter_cgroup;
 }
 
 /* This CPU's ring, or NULL if user space put none there (every record then
@@ -448,12 +460,8 @@ static __always_inline void vp_batch_flush(struct vp_batch *b, void *ring)
 		 * unclamped (the verifier must see the bound on the size). */
 		asm volatile("" : "+r"(n));
 		b->h.kind = VP_REC_BATCH;
-		if (!ring || bpf_ringbuf_output(ring, &b->h, sizeof(b->h) + n, BPF_RB_NO_WAKEUP)) {
-			__u32 idx = VP_CNT_SOCK_DROPPED;
-			__u64 *c = bpf_map_lookup_elem(&COUNTERS, &idx);
-			if (c)
-				*c += b->h.count;
-		}
+		if (!ring || bpf_ringbuf_output(ring, &b->h, sizeof(b->h) + n, BPF_RB_NO_WAKEUP))
+			vp_add(VP_CNT_SOCK_DROPPED, b->h.count);
 	}
 	b->h.len = 0;
 	b->h.count = 0;
@@ -497,36 +505,23 @@ static __always_inline void vp_batch_done(struct vp_batch *b, void *ring, __u32 
 	b->busy = 0;
 }
 
-/* A place for one socket record without message bytes: in the batch
- * (*bp set) or reserved in the ring (*bp NULL). NULL: the ring had no room
- * (counted). */
-static __always_inline struct vp_sock_event *vp_slot(void *ring, struct vp_batch **bp)
-{
-	struct vp_sock_event *e = vp_batch_slot(bp, ring);
-	return e ? e : vp_reserve(ring);
-}
-
-/* The record in the slot is written: into the batch, or submitted. */
-static __always_inline void vp_slot_done(struct vp_sock_event *e, struct vp_batch *b, void *ring)
-{
-	if (b)
-		vp_batch_done(b, ring, sizeof(*e));
-	else
-		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
-}
-
 /* Records a connection event (connect, passive open, close) of `sk`. */
 static __always_inline void vp_conn_event(struct sock *sk, const struct vp_tuple *t, void *ring, __u8 op,
 					  __u32 pid, __u32 tid, __u64 ts, __u64 cgroup, __u64 cookie, __s64 ret,
 					  __s32 sysnr)
 {
 	struct vp_batch *b;
-	struct vp_sock_event *e = vp_slot(ring, &b);
+	struct vp_sock_event *e = vp_batch_slot(&b, ring);
+	if (!e)
+		e = vp_reserve(ring);
 	if (!e)
 		return;
 	vp_fill(e, op, 0, pid, tid, ts, cgroup, cookie, ret, 0, sysnr, t);
 	vp_addrs_btf(e, sk, t->family);
-	vp_slot_done(e, b, ring);
+	if (b)
+		vp_batch_done(b, ring, sizeof(*e));
+	else
+		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
 /* Sends a run taken out of its storage. */
@@ -799,7 +794,7 @@ static __always_inline int vp_data(unsigned long long *ctx, __u8 op)
 		__u32 accepts = 0;
 		/* Only the accept probes move it, attached only with thread
 		 * filters (see vp_state's passive open). */
-		if (mergeable && (filter_pids || filter_cgroup)) {
+		if (mergeable && vp_thread_filters()) {
 			__u32 *acc = bpf_task_storage_get(&ACCEPTS, task, 0, 0);
 			if (acc)
 				accepts = *acc;
@@ -916,7 +911,7 @@ int vp_state(unsigned long long *ctx)
 		 * machine under Tomcat load, more than the accepts' own
 		 * probes). The analyzer needs the open (it marks the
 		 * serving end and the stream's start), not its thread. */
-		if (filter_pids || filter_cgroup)
+		if (vp_thread_filters())
 			return 0;
 		if (!vp_tuple_btf(sk, &t) || !vp_sock_filter_ok(t.netns, t.lport, t.rport))
 			return 0;
@@ -1006,7 +1001,7 @@ int vp_state(unsigned long long *ctx)
 		/* Reset or abortive close: may run in softirq, so `current` is
 		 * not the owner. Reported unattributed; the socket cookie names
 		 * the connection. Thread filters cannot apply. */
-		if (filter_pids || filter_cgroup)
+		if (vp_thread_filters())
 			return 0;
 		ret = -(__s64)sk->sk_err;
 	}

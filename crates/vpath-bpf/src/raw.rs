@@ -455,6 +455,18 @@ impl VpRunEvent {
     }
 }
 
+/// How many records a ring item holds, by its header alone (no parsing):
+/// a batch's count, else 1 (0 for an empty item).
+pub fn records_in(b: &[u8]) -> u32 {
+    match b.first() {
+        None => 0,
+        Some(&REC_BATCH) if b.len() >= size_of::<VpBatchHdr>() => {
+            rd_u32(b, offset_of!(VpBatchHdr, count))
+        }
+        Some(_) => 1,
+    }
+}
+
 /// The records of a batch (a ring item of kind [`REC_BATCH`]), each
 /// handed to `f` as a record of its own, in order. Returns how many. A
 /// batch whose header or records do not add up is an error, and `f` has
@@ -912,6 +924,8 @@ mod tests {
         let b = batch(&[a.clone(), c.clone(), a.clone()], 3);
         let mut got = Vec::new();
         assert_eq!(for_each_in_batch(&b, |r| got.push(r.to_vec())), Ok(3));
+        assert_eq!(records_in(&b), 3);
+        assert_eq!(records_in(&a), 1);
         assert_eq!(got, vec![a.clone(), c.clone(), a.clone()]);
         // parse_record reads a batch as its records.
         let recs = parse_record(&b).unwrap();

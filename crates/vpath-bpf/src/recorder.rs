@@ -531,14 +531,6 @@ impl Recorder {
             });
         }
         preflight()?;
-        // The accept probes (classic syscall tracepoints) only with thread
-        // filters: without, passive opens are reported by vp_state, and no
-        // syscall tracepoint puts every syscall on the host on the tracing
-        // slow path.
-        let accept_probes = !filters.pids.is_empty() || filters.cgroup.is_some();
-        if accept_probes {
-            ensure_tracefs()?;
-        }
         let btf = Btf::from_sys_fs().map_err(|e| RecordError::NoBtf {
             path: BTF_PATH.into(),
             source: Some(std::io::Error::other(e)),
@@ -555,6 +547,15 @@ impl Recorder {
         let filter_netns: u32 = filters.netns.unwrap_or(0);
         let filter_cgroup: u64 = filters.cgroup.map_or(0, |c| c.id);
         let filter_cgroup_level: u32 = filters.cgroup.map_or(0, |c| c.level);
+        // The accept probes (classic syscall tracepoints) only with thread
+        // filters, as the kernel side decides (`vp_thread_filters`):
+        // without, passive opens are reported by vp_state, and no syscall
+        // tracepoint puts every syscall on the host on the tracing slow
+        // path.
+        let accept_probes = filter_pids != 0 || filter_cgroup != 0;
+        if accept_probes {
+            ensure_tracefs()?;
+        }
         let discard_events: u8 = opts.discard_in_kernel.into();
         let data_cap: u32 = opts.content.kernel_bytes();
         if data_cap > ContentCapture::MAX_BYTES {
@@ -744,10 +745,18 @@ impl Recorder {
             comms_dropped: sum(raw::CNT_COMM_DROPPED)?,
             ops_merged: sum(raw::CNT_RUN_OPS)?,
             ops_without_bytes: sum(raw::CNT_NO_BYTES)?,
+            ..self.replay_counters(Counters::default())
+        })
+    }
+
+    /// `c` with what the reader and its replay counted.
+    fn replay_counters(&self, c: Counters) -> Counters {
+        Counters {
             run_rest_events: self.replay.run_rest_events(),
             labels_unplaced: self.replay.unplaced_events(),
             records_skipped: self.bad_total + self.replay.bad_total(),
-        })
+            ..c
+        }
     }
 
     /// Sleeps until the next tick (the current interval after the previous
@@ -793,9 +802,7 @@ impl Recorder {
         let mut st = r?;
         st.apply(stats.expect("a poll ends with a checkpoint"));
         // The counters were read while the replay was lent to the sink.
-        st.counters.run_rest_events = self.replay.run_rest_events();
-        st.counters.labels_unplaced = self.replay.unplaced_events();
-        st.counters.records_skipped = self.bad_total + self.replay.bad_total();
+        st.counters = self.replay_counters(st.counters);
         Ok(st)
     }
 
@@ -837,7 +844,7 @@ impl Recorder {
         let horizon = monotonic_ns().saturating_sub(margin);
         // Then close every open run: a run's first operation may be older
         // than the horizon, and the checkpoint promises it too.
-        self.flush_runs()?;
+        self.flush_held()?;
         let counters = self.counters()?;
         let mut st = PollStats::new(counters);
         self.drain(sink, &mut st);
@@ -858,18 +865,12 @@ impl Recorder {
     pub fn poll_discard(&mut self) -> u64 {
         self.wait_tick();
         // Same kernel work as a real poll; a failure only leaves runs open.
-        let _ = self.flush_runs();
+        let _ = self.flush_held();
         let mut n = 0;
         let mut drained = vec![0usize; self.rings.len()];
         for (ring, d) in self.rings.iter_mut().zip(&mut drained) {
             while let Some(item) = ring.next() {
-                n += match item.first() {
-                    None => 0,
-                    Some(&raw::REC_BATCH) if item.len() >= size_of::<raw::VpBatchHdr>() => {
-                        u64::from(u32::from_ne_bytes(item[8..12].try_into().expect("4 bytes")))
-                    }
-                    Some(_) => 1,
-                };
+                n += u64::from(raw::records_in(&item));
                 *d += item.len() + RING_HEADER;
             }
         }
@@ -881,7 +882,7 @@ impl Recorder {
     /// ring (the one of the CPU this thread runs on).
     /// Puts everything the probes hold in the rings: every thread's open
     /// run (the task iterator), then every CPU's batch.
-    fn flush_runs(&mut self) -> Result<(), RecordError> {
+    fn flush_held(&mut self) -> Result<(), RecordError> {
         let Some(ebpf) = self.ebpf.as_mut() else {
             return Ok(());
         };
@@ -946,11 +947,7 @@ impl Recorder {
     /// checkpoint, and returns the final counters.
     pub fn stop(mut self, out: &mut impl FnMut(Record)) -> Result<Counters, RecordError> {
         let (r, _) = self.through_replay(out, true, |rec, sink| rec.stop_into(sink));
-        let mut counters = r?;
-        counters.run_rest_events = self.replay.run_rest_events();
-        counters.labels_unplaced = self.replay.unplaced_events();
-        counters.records_skipped = self.bad_total + self.replay.bad_total();
-        Ok(counters)
+        Ok(self.replay_counters(r?))
     }
 
     /// As [`Recorder::stop`], into a raw sink: the last records, then a last
@@ -981,7 +978,7 @@ impl Recorder {
             }
         }
         std::thread::sleep(self.opts.checkpoint_margin);
-        self.flush_runs()?;
+        self.flush_held()?;
         drop(self.ebpf.take());
         let horizon = monotonic_ns();
         let counters = self.counters()?;

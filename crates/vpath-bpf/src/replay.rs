@@ -5,6 +5,7 @@
 //!
 //! No kernel needed: tested with records built by hand.
 
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -76,6 +77,11 @@ struct Places {
     socks: FxHashMap<u64, Place>,
     /// Events whose message bytes were dropped here.
     dropped: u64,
+    /// A placement bit was seen. Until then nothing is followed: with
+    /// message capture on, the first operation the kernel sees of any
+    /// thread on any socket carries one (START or UNSURE), so a capture
+    /// without any (capture off, or a log of ABI 4) never needs placing.
+    active: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -97,6 +103,10 @@ impl Places {
     fn pass(&mut self, e: &mut Event) {
         let bits = e.flags & (raw::F_START | raw::F_UNSURE);
         e.flags &= !(raw::F_START | raw::F_UNSURE);
+        self.active |= bits != 0;
+        if !self.active {
+            return;
+        }
         match e.op {
             Op::Close => {
                 self.socks.remove(&e.sock);
@@ -105,7 +115,17 @@ impl Places {
             Op::Send | Op::Recv if e.flags & flags::SEQ != 0 => {}
             _ => return,
         }
-        let prev = self.socks.get(&e.sock).copied();
+        if self.socks.len() >= MAX_PLACES && !self.socks.contains_key(&e.sock) {
+            self.socks.clear();
+        }
+        let fresh = Place {
+            op: e.op,
+            unplaced: false,
+        };
+        let (prev, place) = match self.socks.entry(e.sock) {
+            Entry::Occupied(o) => (Some(*o.get()), o.into_mut()),
+            Entry::Vacant(v) => (None, v.insert(fresh)),
+        };
         let unplaced = if bits & raw::F_START != 0 {
             false
         } else if bits & raw::F_UNSURE != 0 {
@@ -115,13 +135,10 @@ impl Places {
             // message.
             prev.is_some_and(|p| p.op == e.op && p.unplaced)
         };
+        *place = Place { op: e.op, unplaced };
         if unplaced && e.data.take().is_some() {
             self.dropped += 1;
         }
-        if prev.is_none() && self.socks.len() >= MAX_PLACES {
-            self.socks.clear();
-        }
-        self.socks.insert(e.sock, Place { op: e.op, unplaced });
     }
 }
 
