@@ -44,6 +44,9 @@ const volatile __u8 discard_events = 0;
 /* Bytes captured at the start of every message (consecutive data operations
  * in one direction on one socket); 0: none. At most VP_DATA_MAX. */
 const volatile __u32 data_cap = 0;
+/* 1: user space names sockets whose bytes it does not read in NO_CONTENT
+ * (protocol labels only: a payload capture keeps every message's bytes). */
+const volatile __u8 content_skip = 0;
 
 /* Bumped whenever a thread's comm may have changed or a tid may be reused,
  * to invalidate the per-CPU last-thread caches. */
@@ -173,23 +176,38 @@ struct {
  * struct vp_run_event in vpath.h): the data operations merged so far. Every
  * recorded operation of a thread passes through its storage, so an
  * operation joins the run only if the thread made no other recorded
- * operation since. The run goes out as one record when an operation of the
+ * operation since and it does not begin a message. The run goes out as one record when an operation of the
  * thread cannot join it, when the thread connects, accepts, closes or exits,
  * and whenever user space runs the task iterator vp_flush_iter (every poll:
  * the checkpoint promise covers open runs too). The lock orders the thread's
- * probes against the iterator, which runs on another CPU. With data_cap, the
- * storage also places the thread's operations in their messages
- * (vp_msg_place). */
+ * probes against the iterator, which runs on another CPU. The storage also
+ * places the thread's operations in their messages (vp_msg_place). */
 /* Where a socket the thread used lately stood after the thread's last data
- * operation on it (only with data_cap > 0; see vp_msg_place). */
+ * operation on it (see vp_msg_place). */
 struct vp_mslot {
 	__u64 cookie; /* 0: free */
 	__u32 snd;    /* send-stream position (write_seq) */
 	__u32 rcv;    /* receive-stream position (vp_rcv_pos) */
 	__u32 pos;    /* bytes of the operation's message up to its end, saturating */
 	__u8 op;      /* VP_OP_SEND or VP_OP_RECV */
-	__u8 _pad[3];
+	__u8 no_content; /* the socket is in NO_CONTENT: its bytes are not copied */
+	__u16 starts; /* messages begun in the slot (saturating): when to look */
 };
+
+/* Sockets whose message bytes user space does not read (its labeler found
+ * no protocol it knows in several messages in a row, and none before: see
+ * vpath_core::content::Labeler), by cookie. The probes look a socket up
+ * at the 4th, 8th, 16th, ... message a thread begins on it (not at every
+ * message: a lookup costs a fifth of the copy it saves), and remember a
+ * hit in the thread's slot. Only a hint: an entry missing (not yet added,
+ * evicted) costs a copy that user space then ignores, never a label. LRU:
+ * an entry whose close was not seen cannot fill the map. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u8);
+} NO_CONTENT SEC(".maps");
 
 #define VP_MSG_SLOTS 4
 
@@ -524,9 +542,17 @@ static __always_inline void vp_conn_event(struct sock *sk, const struct vp_tuple
 		bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
-/* Sends a run taken out of its storage. */
+/* Sends a run taken out of its storage: into this CPU's batch if free, else
+ * straight to the ring. */
 static __always_inline void vp_run_send(void *ring, const struct vp_run_event *run)
 {
+	struct vp_batch *b;
+	struct vp_sock_event *e = vp_batch_slot(&b, ring);
+	if (e) {
+		__builtin_memcpy((struct vp_run_event *)e, run, sizeof(*run));
+		vp_batch_done(b, ring, sizeof(*run));
+		return;
+	}
 	vp_count(VP_CNT_SOCK_EMITTED);
 	struct vp_run_event *r = ring ? bpf_ringbuf_reserve(ring, sizeof(*r), 0) : NULL;
 	if (!r) {
@@ -656,7 +682,7 @@ static __always_inline __u32 vp_copy_data(__u8 *dst, __u64 n, struct task_struct
  *   VP_F_START.
  * Updates the socket's slot; returns the flags, the offset in `off`. */
 static __always_inline __u8 vp_msg_place(struct vp_trun *tr, __u64 cookie, __u8 op, __u32 seq, __u32 ret,
-					 __u32 snd, __u32 rcv, __u32 *off)
+					 __u32 snd, __u32 rcv, __u32 *off, struct vp_mslot **slot)
 {
 	struct vp_mslot *m = NULL;
 #pragma unroll
@@ -669,6 +695,8 @@ static __always_inline __u8 vp_msg_place(struct vp_trun *tr, __u64 cookie, __u8 
 	if (!m) {
 		m = &tr->slot[tr->next_slot & (VP_MSG_SLOTS - 1)];
 		tr->next_slot += 1;
+		m->no_content = 0;
+		m->starts = 0;
 		fl = VP_F_UNSURE;
 	} else {
 		__u32 was_this = op == VP_OP_SEND ? m->snd : m->rcv;
@@ -689,8 +717,27 @@ static __always_inline __u8 vp_msg_place(struct vp_trun *tr, __u64 cookie, __u8 
 	m->rcv = rcv;
 	m->pos = end > 0xffffffffULL ? 0xffffffffU : (__u32)end;
 	m->op = op;
+	if (!at && m->starts != 0xffff)
+		m->starts += 1;
 	*off = at;
+	*slot = m;
 	return fl;
+}
+
+/* Whether the thread's slot `m` for socket `cookie` says its bytes are not
+ * wanted: looked up in NO_CONTENT when a message begins and the slot has
+ * seen 4, 8, 16, ... of them. */
+static __always_inline int vp_no_content(struct vp_mslot *m, __u64 cookie, __u32 off)
+{
+	if (m->no_content)
+		return 1;
+	__u32 n = m->starts;
+	if (off || n < 4 || (n & (n - 1)))
+		return 0;
+	if (!bpf_map_lookup_elem(&NO_CONTENT, &cookie))
+		return 0;
+	m->no_content = 1;
+	return 1;
 }
 
 /* ---- Data: every send/recv-family call on a socket. --------------------- */
@@ -764,19 +811,23 @@ static __always_inline int vp_data(unsigned long long *ctx, __u8 op)
 	if (!cookie)
 		cookie = bpf_get_socket_cookie(sk);
 
-	/* The thread's storage: its open run, and with data_cap its recent
-	 * sockets. Made for any operation at a known stream position. */
+	/* The thread's storage: its open run and its recent sockets. Made for
+	 * any operation at a known stream position. */
 	struct vp_trun *tr = bpf_task_storage_get(&RUNS, task, 0, tp ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 
-	/* Message starts: how many of this operation's bytes lie in the first
-	 * data_cap bytes of its message. */
+	/* Where the operation lies in its message (runs need it: see below);
+	 * with data_cap, how many of its bytes lie in the first data_cap bytes
+	 * of its message. */
 	__u32 off = 0, want = 0;
+	__u8 place = VP_F_UNSURE;
+	struct vp_mslot *m = NULL;
+	if (tr && tp)
+		place = vp_msg_place(tr, cookie, op, seq, (__u32)ret, snd, rcv, &off, &m);
 	if (data_cap) {
-		if (tr && tp)
-			flags |= vp_msg_place(tr, cookie, op, seq, (__u32)ret, snd, rcv, &off);
-		else
-			flags |= VP_F_UNSURE;
-		if (off < data_cap) {
+		flags |= place;
+		if (content_skip && m && off < data_cap && vp_no_content(m, cookie, off)) {
+			vp_count(VP_CNT_NO_CONTENT);
+		} else if (off < data_cap) {
 			want = data_cap - off;
 			if (want > (__u32)ret)
 				want = (__u32)ret;
@@ -784,8 +835,14 @@ static __always_inline int vp_data(unsigned long long *ctx, __u8 op)
 	}
 
 	/* Runs: an operation at a known stream position that carries no
-	 * message data may be merged with its thread's previous one. */
+	 * message data may be merged with its thread's previous one, unless it
+	 * may begin a message (without content capture, or its bytes not
+	 * copied: NO_CONTENT): a thread that reads request after request on
+	 * one connection while other threads answer them makes one contiguous
+	 * stream of receives, and the boundaries between the requests must
+	 * stay events (merged, a thread pool's paths were wrong). */
 	int mergeable = (flags & VP_F_SEQ) && !want;
+	int joins = mergeable && !(place & (VP_F_START | VP_F_UNSURE));
 	/* Only this thread opens its run, so an unlocked read of "no run" is
 	 * exact: an operation that cannot open one has nothing to do. */
 	if (tr && (mergeable || tr->run.count)) {
@@ -800,7 +857,7 @@ static __always_inline int vp_data(unsigned long long *ctx, __u8 op)
 				accepts = *acc;
 		}
 		bpf_spin_lock(&tr->lock);
-		if (mergeable && tr->run.count && tr->run.e.cookie == cookie && tr->run.e.op == op &&
+		if (joins && tr->run.count && tr->run.e.cookie == cookie && tr->run.e.op == op &&
 		    tr->seq_next == seq && tr->accepts == accepts) {
 			tr->run.e.ret += ret;
 			tr->run.ts_last = ts;

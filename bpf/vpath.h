@@ -62,7 +62,8 @@ typedef signed long long __s64;
 #define VP_CNT_COMM_DROPPED 3 /* of those, reserve failures */
 #define VP_CNT_RUN_OPS 4      /* operations merged into the run record of an earlier one */
 #define VP_CNT_NO_BYTES 5     /* sends/receives that moved no bytes or peeked: not recorded */
-#define VP_CNT_MAX 6
+#define VP_CNT_NO_CONTENT 6   /* message chunks not copied: their socket's protocol is not recognized */
+#define VP_CNT_MAX 7
 
 /* Most bytes of a message's start that a record carries (--payload-bytes). */
 #define VP_DATA_MAX 8192
@@ -122,12 +123,13 @@ struct vp_run_event {
 	__u32 first_ret;        /* 108: bytes the first operation moved */
 };
 
-/* A batch: socket records a CPU's data probes gathered in a per-CPU buffer
- * and put in the ring together, one reserve and commit for all (the ring's
- * commit was as costly as the probes' own code). `len` bytes of records
- * follow the header, each a struct vp_sock_event and its data_len message
- * bytes, padded to a multiple of 8 bytes. Batches exist in rings only: the
- * reader splits them, and a raw log stores the records. */
+/* A batch: socket and run records a CPU's probes gathered in a per-CPU
+ * buffer and put in the ring together, one reserve and commit for all (the
+ * ring's commit was as costly as the probes' own code). `len` bytes of
+ * records follow the header, each a struct vp_sock_event and its data_len
+ * message bytes, or a struct vp_run_event, padded to a multiple of 8 bytes.
+ * Batches exist in rings only: the reader splits them, and a raw log stores
+ * the records (so runs in batches changed no stored layout). */
 struct vp_batch_hdr {
 	__u8 kind;     /*  0: VP_REC_BATCH */
 	__u8 _pad0[3]; /*  1: zero */

@@ -44,7 +44,8 @@ pub const CNT_COMM_EMITTED: u32 = 2;
 pub const CNT_COMM_DROPPED: u32 = 3;
 pub const CNT_RUN_OPS: u32 = 4;
 pub const CNT_NO_BYTES: u32 = 5;
-pub const CNT_MAX: u32 = 6;
+pub const CNT_NO_CONTENT: u32 = 6;
+pub const CNT_MAX: u32 = 7;
 /// `VP_ABI_VERSION`: the records' layout and meaning.
 pub const ABI_VERSION: u32 = 6;
 /// `VP_F_START`: the kernel proved that the operation begins its message.
@@ -493,16 +494,21 @@ pub fn for_each_in_batch(b: &[u8], mut f: impl FnMut(&[u8])) -> Result<u32, RawE
     let mut n = 0;
     while at < body.len() {
         let rest = &body[at..];
-        if rest[0] != REC_SOCK || rest.len() < size_of::<VpSockEvent>() {
-            return Err(bad(format!(
-                "record {n} at offset {}: kind {} in {} bytes, expected a socket record (kind {REC_SOCK}, 96 bytes or more)",
-                head + at,
-                rest[0],
-                rest.len()
-            )));
-        }
-        let one =
-            size_of::<VpSockEvent>() + rd_u16(rest, offset_of!(VpSockEvent, data_len)) as usize;
+        let one = match rest[0] {
+            REC_SOCK if rest.len() >= size_of::<VpSockEvent>() => {
+                size_of::<VpSockEvent>() + rd_u16(rest, offset_of!(VpSockEvent, data_len)) as usize
+            }
+            REC_RUN => size_of::<VpRunEvent>(),
+            kind => {
+                return Err(bad(format!(
+                    "record {n} at offset {}: kind {kind} in {} bytes, expected a socket record (kind {REC_SOCK}, {} bytes or more) or a run (kind {REC_RUN}, {} bytes)",
+                    head + at,
+                    rest.len(),
+                    size_of::<VpSockEvent>(),
+                    size_of::<VpRunEvent>()
+                )));
+            }
+        };
         if one > rest.len() {
             return Err(bad(format!(
                 "record {n} at offset {}: {one} bytes, {} left",
@@ -921,15 +927,18 @@ mod tests {
         with_data.ts_ns += 1;
         let mut c = with_data.to_bytes().to_vec();
         c.extend_from_slice(b"GET /");
-        let b = batch(&[a.clone(), c.clone(), a.clone()], 3);
+        // Runs go into batches too (112 bytes: no padding).
+        let run = sample_run(3, 10, 20).to_bytes().to_vec();
+        let b = batch(&[a.clone(), c.clone(), run.clone(), a.clone()], 4);
         let mut got = Vec::new();
-        assert_eq!(for_each_in_batch(&b, |r| got.push(r.to_vec())), Ok(3));
-        assert_eq!(records_in(&b), 3);
+        assert_eq!(for_each_in_batch(&b, |r| got.push(r.to_vec())), Ok(4));
+        assert_eq!(records_in(&b), 4);
         assert_eq!(records_in(&a), 1);
-        assert_eq!(got, vec![a.clone(), c.clone(), a.clone()]);
-        // parse_record reads a batch as its records.
+        assert_eq!(got, vec![a.clone(), c.clone(), run.clone(), a.clone()]);
+        // parse_record reads a batch as its records (a run of several
+        // operations as two events).
         let recs = parse_record(&b).unwrap();
-        assert_eq!(recs.len(), 3);
+        assert_eq!(recs.len(), 5);
         let Record::Event(e) = &recs[1] else {
             panic!("not an event")
         };
@@ -952,6 +961,18 @@ mod tests {
             Err(RawError::BadBatch { .. })
         ));
         assert_eq!(seen, 0, "the header's length no longer fits the item");
+        let mut cut_run = batch(&[a.clone(), run.clone()], 2);
+        cut_run.truncate(cut_run.len() - 8);
+        let at = offset_of!(VpBatchHdr, len);
+        let len = (cut_run.len() - size_of::<VpBatchHdr>()) as u32;
+        cut_run[at..at + 4].copy_from_slice(&len.to_ne_bytes());
+        let mut seen = 0;
+        let r = for_each_in_batch(&cut_run, |_| seen += 1);
+        assert!(
+            matches!(&r, Err(RawError::BadBatch { what }) if what.contains("record 1 at offset 112: 112 bytes, 104 left")),
+            "{r:?}"
+        );
+        assert_eq!(seen, 1);
         let mut comm_inside = batch(&[a.clone(), a.clone()], 2);
         comm_inside[16 + 96] = REC_COMM;
         let mut seen = 0;
@@ -1085,6 +1106,7 @@ mod tests {
             ("VP_BATCH_DATA_MAX", BATCH_DATA_MAX as i64),
             ("VP_CNT_RUN_OPS", CNT_RUN_OPS as i64),
             ("VP_CNT_NO_BYTES", CNT_NO_BYTES as i64),
+            ("VP_CNT_NO_CONTENT", CNT_NO_CONTENT as i64),
             ("VP_ABI_VERSION", ABI_VERSION as i64),
             ("VP_REC_COMM", REC_COMM as i64),
             ("VP_AF_INET", AF_INET as i64),

@@ -186,6 +186,12 @@ pub struct Counters {
     /// could not place them in their message and they did not begin one
     /// (a message several threads wrote or read in turn; see `Replay`).
     pub labels_unplaced: u64,
+    /// Sockets whose protocol the labeler did not recognize (several
+    /// messages in a row, none ever): the probes were told to stop copying
+    /// their bytes, which it no longer reads.
+    pub sockets_unread: u64,
+    /// Message chunks the probes did not copy for that reason.
+    pub chunks_not_copied: u64,
 }
 
 impl Counters {
@@ -318,6 +324,11 @@ pub struct Recorder {
     /// The CPUs whose batches each poll flushes ([`BATCH_PROGRAM`]): those
     /// online at the start.
     online: Vec<u32>,
+    /// With protocol labels: the sockets whose bytes the labeler does not
+    /// read, for the probes to stop copying them (NO_CONTENT).
+    no_content: Option<BpfHashMap<MapData, u64, u8>>,
+    /// Sockets named in NO_CONTENT since the start.
+    sockets_unread: u64,
 }
 
 /// Where [`Recorder::poll_raw`] puts each poll's records: what a raw log
@@ -564,6 +575,9 @@ impl Recorder {
                 max: ContentCapture::MAX_BYTES,
             });
         }
+        // The labeler tells the probes which sockets' bytes it does not read;
+        // a payload capture keeps every message's bytes.
+        let content_skip: u8 = matches!(opts.content, ContentCapture::Labels { .. }).into();
         let (cpus, online) = cpus()?;
         // The largest record: a socket event with message bytes, and the
         // ring's 8-byte header.
@@ -582,6 +596,7 @@ impl Recorder {
             .override_global("filter_cgroup_level", &filter_cgroup_level, true)
             .override_global("discard_events", &discard_events, true)
             .override_global("data_cap", &data_cap, true)
+            .override_global("content_skip", &content_skip, true)
             .map_max_entries("RINGS", cpus)
             // RUNS is task storage, which aya creates but has no type for.
             .allow_unsupported_maps()
@@ -594,6 +609,12 @@ impl Recorder {
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?).map_err(|e| {
             RecordError::Map {
                 map: "COUNTERS",
+                what: e.to_string(),
+            }
+        })?;
+        let no_content = BpfHashMap::try_from(take_map(&mut ebpf, "NO_CONTENT")?).map_err(|e| {
+            RecordError::Map {
+                map: "NO_CONTENT",
                 what: e.to_string(),
             }
         })?;
@@ -676,9 +697,15 @@ impl Recorder {
             counters,
             replay: Replay::new(),
             labeler: match opts.content {
-                ContentCapture::Labels { prefix } => Some(Labeler::new(prefix as usize)),
+                ContentCapture::Labels { prefix } => {
+                    let mut l = Labeler::new(prefix as usize);
+                    l.report_unread();
+                    Some(l)
+                }
                 _ => None,
             },
+            no_content: (content_skip != 0).then_some(no_content),
+            sockets_unread: 0,
             next_tick: Instant::now() + opts.poll_interval,
             interval: opts.poll_interval,
             ring_sizes: sizes,
@@ -745,6 +772,8 @@ impl Recorder {
             comms_dropped: sum(raw::CNT_COMM_DROPPED)?,
             ops_merged: sum(raw::CNT_RUN_OPS)?,
             ops_without_bytes: sum(raw::CNT_NO_BYTES)?,
+            chunks_not_copied: sum(raw::CNT_NO_CONTENT)?,
+            sockets_unread: self.sockets_unread,
             ..self.replay_counters(Counters::default())
         })
     }
@@ -941,6 +970,25 @@ impl Recorder {
             }
         }
         self.adapt(&drained);
+        self.tell_unread();
+    }
+
+    /// Names the sockets the labeler stopped reading to the probes, and
+    /// drops those it forgot (closed). A failed update only costs copies
+    /// nobody reads: NO_CONTENT is a hint (and LRU: it cannot fill up).
+    fn tell_unread(&mut self) {
+        let (Some(labeler), Some(map)) = (self.labeler.as_mut(), self.no_content.as_mut()) else {
+            return;
+        };
+        for (cookie, unread) in labeler.take_unread_changes() {
+            if unread {
+                if map.insert(cookie, 1u8, 0).is_ok() {
+                    self.sockets_unread += 1;
+                }
+            } else {
+                let _ = map.remove(&cookie);
+            }
+        }
     }
 
     /// Detaches the probes, hands out everything still buffered and a final

@@ -1214,6 +1214,91 @@ fn default_capture_keeps_labels_not_bytes() {
     }
 }
 
+/// A socket whose messages the labeler cannot read (a protocol it does not
+/// know) is named to the probes, which stop copying its bytes; a socket
+/// speaking HTTP keeps its labels. Every operation on the unknown socket
+/// stays an event of its own: each begins a message, and a message start
+/// never joins a run.
+#[test]
+fn unrecognized_sockets_are_no_longer_copied() {
+    if !have_root("unrecognized_sockets_are_no_longer_copied") {
+        return;
+    }
+    const ROUNDS: usize = 30;
+    let unknown = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let http = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let (ua, ha) = (unknown.local_addr().unwrap(), http.local_addr().unwrap());
+    let filters = Filters {
+        ports: vec![ua.port(), ha.port()],
+        ..Default::default()
+    };
+    let mut rec = Recorder::start(&filters, opts()).expect("start recorder");
+    let echo = |l: TcpListener, len: usize| {
+        std::thread::spawn(move || {
+            let (s, _) = l.accept().expect("accept");
+            let mut b = vec![0u8; len];
+            for _ in 0..2 * ROUNDS {
+                assert_eq!(c_read(s.as_raw_fd(), &mut b), len);
+                assert_eq!(c_write(s.as_raw_fd(), &b), len);
+            }
+        })
+    };
+    let (su, sh) = (echo(unknown, 32), echo(http, 40));
+    let cu = std::net::TcpStream::connect(ua).expect("connect");
+    let ch = std::net::TcpStream::connect(ha).expect("connect");
+    let binary: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(37) ^ 0x9c).collect();
+    let req = b"GET /item?id=77 HTTP/1.1\r\nHost: shop\r\n\r\n";
+    assert_eq!(req.len(), 40);
+    let mut out = Vec::new();
+    let mut b = [0u8; 40];
+    let mut exchange = |rounds: usize| {
+        for _ in 0..rounds {
+            assert_eq!(c_write(cu.as_raw_fd(), &binary), 32);
+            assert_eq!(c_read(cu.as_raw_fd(), &mut b[..32]), 32);
+            assert_eq!(c_write(ch.as_raw_fd(), req), 40);
+            assert_eq!(c_read(ch.as_raw_fd(), &mut b), 40);
+        }
+    };
+    // The labeler gives up on the unknown socket within these rounds; the
+    // probes learn it at a poll and look it up at a later message start.
+    exchange(ROUNDS);
+    std::thread::sleep(Duration::from_millis(20));
+    rec.poll(&mut |r| out.push(r)).expect("poll");
+    exchange(ROUNDS);
+    su.join().unwrap();
+    sh.join().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    rec.poll(&mut |r| out.push(r)).expect("poll");
+    let counters = rec.stop(&mut |r| out.push(r)).expect("stop");
+    assert_eq!(counters.events_dropped, 0, "{counters:?}");
+    assert_eq!(counters.sockets_unread, 2, "both ends: {counters:?}");
+    assert!(
+        counters.chunks_not_copied >= 2 * ROUNDS as u64,
+        "the second half of the unknown conversation is not copied: {counters:?}"
+    );
+    let evs = events(&out);
+    let data = |port: u16| {
+        evs.iter()
+            .filter(|e| {
+                matches!(e.op, Op::Send | Op::Recv)
+                    && (e.local.port() == port || e.remote.port() == port)
+            })
+            .collect::<Vec<_>>()
+    };
+    // 2 ends x (send + receive) per round, each an event: nothing merged
+    // across message boundaries.
+    let (du, dh) = (data(ua.port()), data(ha.port()));
+    assert_eq!(du.len(), 8 * ROUNDS, "unknown protocol");
+    assert!(du.iter().all(|e| e.data.is_none() && e.ret == 32));
+    assert_eq!(dh.len(), 8 * ROUNDS, "http");
+    let labels = dh
+        .iter()
+        .filter(|e| matches!(e.data.as_deref(), Some(Data::Label(l)) if l.protocol == "http"))
+        .count();
+    // Requests on both ends; the echoed "replies" are requests too.
+    assert_eq!(labels, 8 * ROUNDS, "every HTTP message keeps its label");
+}
+
 /// One thread pinned to each CPU writes and reads while the recorder polls:
 /// every CPU's ring is drained at every poll, so nothing is lost, every
 /// event is handed out once, and the merged stream keeps the checkpoint

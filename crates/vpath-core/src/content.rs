@@ -219,6 +219,10 @@ pub struct Labeler {
     /// The labels of those readings by fingerprint: equal labels read from
     /// different starts are one `Arc`.
     labels: FxHashMap<u64, Arc<Label>>,
+    /// With [`Labeler::report_unread`]: sockets that became unread (true)
+    /// or were forgotten while unread (false), in that order, until
+    /// [`Labeler::take_unread_changes`].
+    unread_changes: Option<Vec<(u64, bool)>>,
 }
 
 /// A reading kept for reuse.
@@ -252,6 +256,13 @@ struct LabelerSock {
 /// ever recognized, is taken to speak a protocol we do not know.
 const UNKNOWN_AFTER: u8 = 4;
 
+impl LabelerSock {
+    /// Its bytes are not read any more (see [`UNKNOWN_AFTER`]); for good.
+    fn unread(&self) -> bool {
+        self.protocol.is_none() && self.misses >= UNKNOWN_AFTER
+    }
+}
+
 impl Labeler {
     /// `max_bytes`: the prefix the recorder asked the kernel for.
     pub fn new(max_bytes: usize) -> Labeler {
@@ -263,7 +274,25 @@ impl Labeler {
             old_readings: FxHashMap::default(),
             labels: FxHashMap::default(),
             hasher: foldhash::quality::RandomState::default(),
+            unread_changes: None,
         }
+    }
+
+    /// From now on, keep a list of the sockets whose bytes the labeler
+    /// stops reading (a protocol it does not know) and of those forgotten
+    /// after that, for [`Labeler::take_unread_changes`]: a capture can then
+    /// stop copying their bytes. Whoever turns this on must take the list.
+    pub fn report_unread(&mut self) {
+        self.unread_changes.get_or_insert_with(Vec::new);
+    }
+
+    /// Sockets that became unread (`true`) or were forgotten while unread
+    /// (`false`) since the last call, in order.
+    pub fn take_unread_changes(&mut self) -> Vec<(u64, bool)> {
+        self.unread_changes
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Replaces the event's raw bytes by a label (or by nothing).
@@ -281,7 +310,13 @@ impl Labeler {
 
     /// The socket is closed: its message start is forgotten.
     pub fn forget(&mut self, sock: u64) {
-        self.socks.remove(&sock);
+        if let Some(s) = self.socks.remove(&sock) {
+            if s.unread() {
+                if let Some(v) = self.unread_changes.as_mut() {
+                    v.push((sock, false));
+                }
+            }
+        }
     }
 
     /// Reads one operation's chunk of its message (`bytes` at `offset`) and
@@ -290,6 +325,14 @@ impl Labeler {
     /// socket's operations in order.
     pub fn label(&mut self, sock: u64, op: Op, offset: u32, bytes: &[u8]) -> Option<Arc<Label>> {
         if self.socks.len() >= self.max_sockets && !self.socks.contains_key(&sock) {
+            if let Some(v) = self.unread_changes.as_mut() {
+                v.extend(
+                    self.socks
+                        .iter()
+                        .filter(|(_, s)| s.unread())
+                        .map(|(&k, _)| (k, false)),
+                );
+            }
             self.socks.clear();
         }
         let s = self.socks.entry(sock).or_default();
@@ -309,7 +352,14 @@ impl Labeler {
             s.gap = off != 0;
             s.last = None;
         }
-        if s.protocol.is_none() && s.misses >= UNKNOWN_AFTER {
+        if s.unread() {
+            if s.misses == UNKNOWN_AFTER {
+                // Reported once: the count stops here.
+                s.misses += 1;
+                if let Some(v) = self.unread_changes.as_mut() {
+                    v.push((sock, true));
+                }
+            }
             return None;
         }
         if s.gap || off != s.bytes.len() {
@@ -386,6 +436,34 @@ mod tests {
 
     fn label(d: Option<Arc<Label>>) -> Option<Arc<Label>> {
         d
+    }
+
+    #[test]
+    fn sockets_it_stops_reading_are_reported_once_and_when_forgotten() {
+        let unknown = [0x9cu8, 0x01, 0xfe, 0x33, 0x00, 0x7f];
+        let http = b"GET /a HTTP/1.1\r\n\r\n";
+        let talk = |l: &mut Labeler, sock, bytes: &[u8], n: usize| {
+            for i in 0..n {
+                let op = if i % 2 == 0 { Op::Send } else { Op::Recv };
+                l.label(sock, op, 0, bytes);
+            }
+        };
+        // Not asked: nothing is kept.
+        let mut quiet = Labeler::new(64);
+        talk(&mut quiet, 1, &unknown, 12);
+        assert!(quiet.take_unread_changes().is_empty());
+
+        let mut l = Labeler::new(64);
+        l.report_unread();
+        talk(&mut l, 1, &unknown, UNKNOWN_AFTER as usize);
+        assert!(l.take_unread_changes().is_empty(), "not yet given up");
+        talk(&mut l, 1, &unknown, 8);
+        talk(&mut l, 2, http, 12);
+        assert_eq!(l.take_unread_changes(), vec![(1, true)], "once");
+        l.forget(2);
+        l.forget(1);
+        l.forget(1);
+        assert_eq!(l.take_unread_changes(), vec![(1, false)]);
     }
 
     #[test]

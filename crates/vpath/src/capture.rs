@@ -311,6 +311,7 @@ pub fn record(
         counters.ops_merged,
         counters.ops_without_bytes,
     );
+    report_unread(&counters);
     Ok(exit_of(&why))
 }
 
@@ -395,6 +396,7 @@ pub fn live(
         s.paths, s.complete_paths, s.incomplete_paths, s.events, s.lost_events
     );
     report_unplaced(counters.labels_unplaced);
+    report_unread(&counters);
     if let Some(o) = otlp {
         let url = o.url().to_string();
         // What is still queued gets 10 s to reach the collector.
@@ -407,6 +409,17 @@ pub fn live(
         }
     }
     Ok(exit_of(&why))
+}
+
+/// Says how many sockets spoke a protocol the labeler does not know, whose
+/// bytes the probes then stopped copying; nothing when none did.
+fn report_unread(c: &vpath_bpf::Counters) {
+    if c.sockets_unread > 0 {
+        eprintln!(
+            "vpath: {} sockets spoke no protocol vpath recognizes: the kernel stopped copying their message starts ({} chunks not copied; their spans carry no protocol label)",
+            c.sockets_unread, c.chunks_not_copied
+        );
+    }
 }
 
 /// Says how many events lost their message label because the replay could
