@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde::Serialize;
-use vpath_bpf::{Filters, Recorder, RecorderOptions};
+use vpath_bpf::{ContentCapture, Filters, Recorder, RecorderOptions};
 use vpath_core::{Analyzer, Config, Path, Record, Span, SpanKind, Stats};
 use vpath_io::export::html::{AccuracyRow, CdfSeries, HtmlReport, LoadRow, OverheadSection, Table};
 use vpath_io::{RunInfo, Sink, SourceInfo};
@@ -44,6 +44,8 @@ pub struct DemoOptions {
     /// How many discovered paths to render in the text report.
     pub show_paths: usize,
     pub seed: u64,
+    /// Record without reading message bytes (`vpath record --no-content`).
+    pub no_content: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -77,6 +79,7 @@ impl DemoOptions {
             prefer_netns: true,
             show_paths: 2,
             seed: 1,
+            no_content: false,
         }
     }
 
@@ -269,6 +272,9 @@ pub struct DemoReport {
     pub host_addrs: BTreeMap<String, String>,
     pub concurrency: usize,
     pub accuracy_duration_ms: u64,
+    /// What the recorder read of message contents: "labels" (protocol
+    /// labels from the first bytes of each message) or "off".
+    pub content: &'static str,
     /// Per model name.
     pub accuracy: BTreeMap<String, ModelResult>,
     /// Calls seen in discovered paths, "caller -> callee" to count.
@@ -313,8 +319,14 @@ impl DemoReport {
             s.push_str(&format!("  {edge:<24} {n}\n"));
         }
         s.push_str(&format!(
-            "\nAccuracy per execution model (concurrency {}, {} ms recorded each):\n",
-            self.concurrency, self.accuracy_duration_ms
+            "\nAccuracy per execution model (concurrency {}, {} ms recorded each{}):\n",
+            self.concurrency,
+            self.accuracy_duration_ms,
+            if self.content == "off" {
+                ", no message bytes read"
+            } else {
+                ""
+            }
         ));
         s.push_str(&format!(
             "  {:<20} {:>7} {:>8} {:>7} {:>6} {:>11} {:>15} {:>10} {:>7} {:>6}\n",
@@ -667,6 +679,15 @@ impl Ctx<'_> {
         }
     }
 
+    /// What the recorder reads of message contents.
+    fn content(&self) -> ContentCapture {
+        if self.opts.no_content {
+            ContentCapture::Off
+        } else {
+            RecorderOptions::default().content
+        }
+    }
+
     fn recorder_for(&self, pids: &[u32]) -> anyhow::Result<Recorder> {
         let f = Filters {
             pids: pids.to_vec(),
@@ -676,6 +697,7 @@ impl Ctx<'_> {
         // shares them: a 64 MiB ring rides out the bursts it falls behind.
         let opts = RecorderOptions {
             ring_bytes: 64 << 20,
+            content: self.content(),
             ..RecorderOptions::default()
         };
         Recorder::start(&f, opts).context("starting the eBPF recorder")
@@ -848,6 +870,9 @@ impl Ctx<'_> {
             .with_context(|| format!("creating {}", err_path.display()))?;
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("record").arg("--output").arg(&log);
+        if self.opts.no_content {
+            cmd.arg("--no-content");
+        }
         for p in pids {
             cmd.arg("--pid").arg(p.to_string());
         }
@@ -928,6 +953,7 @@ impl Ctx<'_> {
                 };
                 let opts = RecorderOptions {
                     discard_in_kernel: stage == Stage::EventsCaught,
+                    content: self.content(),
                     ..RecorderOptions::default()
                 };
                 Some(Recorder::start(&f, opts).context("starting the eBPF recorder")?)
@@ -1387,6 +1413,7 @@ fn run_demo(opts: &DemoOptions) -> anyhow::Result<DemoReport> {
         host_addrs,
         concurrency: opts.concurrency,
         accuracy_duration_ms: opts.accuracy_duration.as_millis() as u64,
+        content: if opts.no_content { "off" } else { "labels" },
         accuracy,
         topology,
         sample_paths,

@@ -156,6 +156,10 @@ enum Cmd {
         /// Skip the overhead measurement.
         #[arg(long)]
         no_overhead: bool,
+        /// Record as `vpath record --no-content` does: no message bytes
+        /// read, so no protocol labels.
+        #[arg(long)]
+        no_content: bool,
         /// Keep ground truth, discovered paths and the latency CDF here.
         #[arg(long)]
         workdir: Option<PathBuf>,
@@ -282,6 +286,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             concurrency,
             duration,
             no_overhead,
+            no_content,
             workdir,
             json,
         } => {
@@ -301,6 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if no_overhead {
                 opts.overhead = None;
             }
+            opts.no_content = no_content;
             if let Some(w) = workdir {
                 opts.workdir = w;
             }
