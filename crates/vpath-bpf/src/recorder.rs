@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aya::maps::{ArrayOfMaps, HashMap as BpfHashMap, Map, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, ArrayOfMaps, HashMap as BpfHashMap, Map, MapData, PerCpuArray, RingBuf};
 use aya::programs::{
     BtfTracePoint, Iter, RawTracePoint, RawTracePointRunOptions, TestRun, TracePoint,
 };
@@ -325,10 +325,13 @@ pub struct Recorder {
     /// online at the start.
     online: Vec<u32>,
     /// With protocol labels: the sockets whose bytes the labeler does not
-    /// read, for the probes to stop copying them (NO_CONTENT).
-    no_content: Option<BpfHashMap<MapData, u64, u8>>,
+    /// read, for the probes to stop copying them (NO_CONTENT), and how
+    /// many are in it (NO_CONTENT_N: the probes look only when any are).
+    no_content: Option<(BpfHashMap<MapData, u64, u8>, Array<MapData, u32>)>,
     /// Sockets named in NO_CONTENT since the start.
     sockets_unread: u64,
+    /// Of those, the ones not taken out again.
+    unread_live: u32,
 }
 
 /// Where [`Recorder::poll_raw`] puts each poll's records: what a raw log
@@ -618,6 +621,12 @@ impl Recorder {
                 what: e.to_string(),
             }
         })?;
+        let no_content_n = Array::try_from(take_map(&mut ebpf, "NO_CONTENT_N")?).map_err(|e| {
+            RecordError::Map {
+                map: "NO_CONTENT_N",
+                what: e.to_string(),
+            }
+        })?;
 
         for (prog, tp) in BTF_PROGRAMS {
             let p: &mut BtfTracePoint = ebpf
@@ -704,8 +713,9 @@ impl Recorder {
                 }
                 _ => None,
             },
-            no_content: (content_skip != 0).then_some(no_content),
+            no_content: (content_skip != 0).then_some((no_content, no_content_n)),
             sockets_unread: 0,
+            unread_live: 0,
             next_tick: Instant::now() + opts.poll_interval,
             interval: opts.poll_interval,
             ring_sizes: sizes,
@@ -977,17 +987,23 @@ impl Recorder {
     /// drops those it forgot (closed). A failed update only costs copies
     /// nobody reads: NO_CONTENT is a hint (and LRU: it cannot fill up).
     fn tell_unread(&mut self) {
-        let (Some(labeler), Some(map)) = (self.labeler.as_mut(), self.no_content.as_mut()) else {
+        let (Some(labeler), Some((map, count))) = (self.labeler.as_mut(), self.no_content.as_mut())
+        else {
             return;
         };
+        let live = self.unread_live;
         for (cookie, unread) in labeler.take_unread_changes() {
             if unread {
                 if map.insert(cookie, 1u8, 0).is_ok() {
                     self.sockets_unread += 1;
+                    self.unread_live += 1;
                 }
-            } else {
-                let _ = map.remove(&cookie);
+            } else if map.remove(&cookie).is_ok() {
+                self.unread_live = self.unread_live.saturating_sub(1);
             }
+        }
+        if self.unread_live != live {
+            let _ = count.set(0, self.unread_live, 0);
         }
     }
 
