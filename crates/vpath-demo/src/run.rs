@@ -111,10 +111,13 @@ pub struct PassStats {
     pub recorder_events_dropped: u64,
     /// The probes' in-kernel run time over the pass (BPF run-time
     /// statistics, held on for accuracy passes only), as a share of all the
-    /// machine's CPUs during the client's run, and per event delivered.
-    /// None: the statistics could not be turned on.
+    /// machine's CPUs during the client's run, per event delivered and per
+    /// request the client completed (steadier across builds than per event:
+    /// merging changes the events, not the requests). None: the statistics
+    /// could not be turned on.
     pub probe_cpu_pct: Option<f64>,
     pub probe_ns_per_event: Option<f64>,
+    pub probe_us_per_request: Option<f64>,
 }
 
 /// One model's accuracy.
@@ -329,7 +332,7 @@ impl DemoReport {
             }
         ));
         s.push_str(&format!(
-            "  {:<20} {:>7} {:>8} {:>7} {:>6} {:>11} {:>15} {:>10} {:>7} {:>6}\n",
+            "  {:<20} {:>7} {:>8} {:>7} {:>6} {:>11} {:>15} {:>10} {:>7} {:>6} {:>7}\n",
             "model",
             "paths",
             "exact",
@@ -339,12 +342,13 @@ impl DemoReport {
             "false-complete",
             "lost-ev",
             "probes",
-            "ns/ev"
+            "ns/ev",
+            "us/req"
         ));
         for (m, r) in &self.accuracy {
             let sc = &r.score;
             s.push_str(&format!(
-                "  {:<20} {:>7} {:>8} {:>6.1}% {:>6} {:>11} {:>15} {:>10} {:>7} {:>6}\n",
+                "  {:<20} {:>7} {:>8} {:>6.1}% {:>6} {:>11} {:>15} {:>10} {:>7} {:>6} {:>7}\n",
                 m,
                 sc.paths,
                 sc.exact,
@@ -358,11 +362,14 @@ impl DemoReport {
                     .map_or("-".into(), |v| format!("{v:.1}%")),
                 r.analyzer
                     .probe_ns_per_event
-                    .map_or("-".into(), |v| format!("{v:.0}"))
+                    .map_or("-".into(), |v| format!("{v:.0}")),
+                r.analyzer
+                    .probe_us_per_request
+                    .map_or("-".into(), |v| format!("{v:.1}"))
             ));
         }
         s.push_str(
-            "  (probes: the kernel probes' run time, % of all online CPUs during the pass; ns/ev: per event)\n",
+            "  (probes: the kernel probes' run time, % of all online CPUs during the pass; ns/ev: per event; us/req: per request)\n",
         );
         if let Some(o) = &self.overhead {
             s.push_str(&format!(
@@ -824,6 +831,9 @@ impl Ctx<'_> {
                 probe_ns_per_event: probe_ns
                     .filter(|_| counters.events_delivered() > 0)
                     .map(|ns| ns as f64 / counters.events_delivered() as f64),
+                probe_us_per_request: probe_ns
+                    .filter(|_| client.requests > 0)
+                    .map(|ns| ns as f64 / 1e3 / client.requests as f64),
             },
             client,
             PassRun {
