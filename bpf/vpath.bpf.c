@@ -585,6 +585,8 @@ static __always_inline int vp_run_take(struct vp_trun *tr, struct vp_run_event *
 		took = 1;
 	}
 	bpf_spin_unlock(&tr->lock);
+	if (took)
+		vp_count(VP_CNT_RUNS_TAKEN);
 	return took;
 }
 
@@ -901,10 +903,16 @@ static __always_inline int vp_data(unsigned long long *ctx, __u8 op)
 			tr->accepts = accepts;
 		}
 		bpf_spin_unlock(&tr->lock);
-		if (flush)
+		/* Counted after the lock (no helper may run under it): user space
+		 * skips the task iterator while every opened run was taken. */
+		if (flush) {
+			vp_count(VP_CNT_RUNS_TAKEN);
 			vp_run_send(ring, &out);
-		if (mergeable)
+		}
+		if (mergeable) {
+			vp_count(VP_CNT_RUNS_OPENED);
 			return 0;
+		}
 	}
 
 	struct vp_batch *b;

@@ -63,7 +63,9 @@ typedef signed long long __s64;
 #define VP_CNT_RUN_OPS 4      /* operations merged into the run record of an earlier one */
 #define VP_CNT_NO_BYTES 5     /* sends/receives that moved no bytes or peeked: not recorded */
 #define VP_CNT_NO_CONTENT 6   /* message chunks not copied: their socket's protocol is not recognized */
-#define VP_CNT_MAX 7
+#define VP_CNT_RUNS_OPENED 7  /* runs opened (after the lock: see vp_flush_iter) */
+#define VP_CNT_RUNS_TAKEN 8   /* runs taken out to be sent (by their thread or the task iterator) */
+#define VP_CNT_MAX 9
 
 /* Most bytes of a message's start that a record carries (--payload-bytes). */
 #define VP_DATA_MAX 8192

@@ -45,7 +45,9 @@ pub const CNT_COMM_DROPPED: u32 = 3;
 pub const CNT_RUN_OPS: u32 = 4;
 pub const CNT_NO_BYTES: u32 = 5;
 pub const CNT_NO_CONTENT: u32 = 6;
-pub const CNT_MAX: u32 = 7;
+pub const CNT_RUNS_OPENED: u32 = 7;
+pub const CNT_RUNS_TAKEN: u32 = 8;
+pub const CNT_MAX: u32 = 9;
 /// `VP_ABI_VERSION`: the records' layout and meaning.
 pub const ABI_VERSION: u32 = 6;
 /// `VP_F_START`: the kernel proved that the operation begins its message.
@@ -1107,6 +1109,8 @@ mod tests {
             ("VP_CNT_RUN_OPS", CNT_RUN_OPS as i64),
             ("VP_CNT_NO_BYTES", CNT_NO_BYTES as i64),
             ("VP_CNT_NO_CONTENT", CNT_NO_CONTENT as i64),
+            ("VP_CNT_RUNS_OPENED", CNT_RUNS_OPENED as i64),
+            ("VP_CNT_RUNS_TAKEN", CNT_RUNS_TAKEN as i64),
             ("VP_ABI_VERSION", ABI_VERSION as i64),
             ("VP_REC_COMM", REC_COMM as i64),
             ("VP_AF_INET", AF_INET as i64),

@@ -768,13 +768,7 @@ impl Recorder {
 
     /// The kernel counters now.
     pub fn counters(&self) -> Result<Counters, RecordError> {
-        let sum = |idx: u32| -> Result<u64, RecordError> {
-            let v = self.counters.get(&idx, 0).map_err(|e| RecordError::Map {
-                map: "COUNTERS",
-                what: format!("reading index {idx}: {e}"),
-            })?;
-            Ok(v.iter().copied().fold(0u64, u64::wrapping_add))
-        };
+        let sum = |idx: u32| self.counter(idx);
         Ok(Counters {
             events_emitted: sum(raw::CNT_SOCK_EMITTED)?,
             events_dropped: sum(raw::CNT_SOCK_DROPPED)?,
@@ -921,15 +915,37 @@ impl Recorder {
     /// ring (the one of the CPU this thread runs on).
     /// Puts everything the probes hold in the rings: every thread's open
     /// run (the task iterator), then every CPU's batch.
+    ///
+    /// The iterator visits every task on the host, so it runs only while a
+    /// run is open: runs opened and taken are counted per CPU, and equal
+    /// sums mean none is (a probe that opened one and has not counted it
+    /// yet is inside the checkpoint margin, like any probe in flight). On
+    /// a load that merges nothing (Tomcat) it was ~10% of the reader.
     fn flush_held(&mut self) -> Result<(), RecordError> {
-        let Some(ebpf) = self.ebpf.as_mut() else {
+        if self.ebpf.is_none() {
             return Ok(());
-        };
-        iter_run(self.flush_link.as_fd()).map_err(|e| RecordError::Map {
-            map: "RUNS",
-            what: format!("running the task iterator {FLUSH_PROGRAM}: {e}"),
+        }
+        let taken = self.counter(raw::CNT_RUNS_TAKEN)?;
+        let opened = self.counter(raw::CNT_RUNS_OPENED)?;
+        if opened != taken {
+            iter_run(self.flush_link.as_fd()).map_err(|e| RecordError::Map {
+                map: "RUNS",
+                what: format!("running the task iterator {FLUSH_PROGRAM}: {e}"),
+            })?;
+        }
+        match self.ebpf.as_mut() {
+            Some(ebpf) => flush_batches(ebpf, &self.online),
+            None => Ok(()),
+        }
+    }
+
+    /// One kernel counter, summed over the CPUs.
+    fn counter(&self, idx: u32) -> Result<u64, RecordError> {
+        let v = self.counters.get(&idx, 0).map_err(|e| RecordError::Map {
+            map: "COUNTERS",
+            what: format!("reading index {idx}: {e}"),
         })?;
-        flush_batches(ebpf, &self.online)
+        Ok(v.iter().copied().fold(0u64, u64::wrapping_add))
     }
 
     /// Reads every ring to its end, one after the other, into `sink`.
