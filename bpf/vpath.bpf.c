@@ -176,10 +176,11 @@ struct {
  * struct vp_run_event in vpath.h): the data operations merged so far. Every
  * recorded operation of a thread passes through its storage, so an
  * operation joins the run only if the thread made no other recorded
- * operation since and it does not begin a message. The run goes out as one record when an operation of the
- * thread cannot join it, when the thread connects, accepts, closes or exits,
- * and whenever user space runs the task iterator vp_flush_iter (every poll:
- * the checkpoint promise covers open runs too). The lock orders the thread's
+ * operation since and it does not begin a message. The run goes out as one
+ * record when an operation of the thread cannot join it, when the thread
+ * connects, accepts, closes or exits, and whenever user space runs the
+ * task iterator vp_flush_iter (every poll while a run is open: the
+ * checkpoint promise covers open runs too). The lock orders the thread's
  * probes against the iterator, which runs on another CPU. The storage also
  * places the thread's operations in their messages (vp_msg_place). */
 /* Where a socket the thread used lately stood after the thread's last data
@@ -201,9 +202,9 @@ struct vp_mslot {
  * while NO_CONTENT_N says the map holds any (a lookup is a cache miss in
  * the bucket array: at the 4th, 8th and 16th message of each connection
  * it cost Tomcat 5% of the probes' time with the map empty), and remember
- * a hit in the thread's slot. Only a hint: an entry missing (not yet added, evicted)
- * costs a copy that user space then ignores, never a label. LRU: an entry
- * whose close was not seen cannot fill the map. */
+ * a hit in the thread's slot. Only a hint: an entry missing (not yet
+ * added, evicted) costs a copy that user space then ignores, never a
+ * label. LRU: an entry whose close was not seen cannot fill the map. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
@@ -746,8 +747,8 @@ static __always_inline int vp_no_content(struct vp_mslot *m, __u64 cookie, __u32
 {
 	if (m->no_content)
 		return 1;
-	__u32 n = m->starts;
-	if (off || (n != 1 && (n < 4 || (n & (n - 1)))))
+	__u32 n = m->starts; /* >= 1: this message counted */
+	if (off || n == 2 || (n & (n - 1)))
 		return 0;
 	__u32 zero = 0;
 	__u32 *any = bpf_map_lookup_elem(&NO_CONTENT_N, &zero);

@@ -325,13 +325,41 @@ pub struct Recorder {
     /// online at the start.
     online: Vec<u32>,
     /// With protocol labels: the sockets whose bytes the labeler does not
-    /// read, for the probes to stop copying them (NO_CONTENT), and how
-    /// many are in it (NO_CONTENT_N: the probes look only when any are).
-    no_content: Option<(BpfHashMap<MapData, u64, u8>, Array<MapData, u32>)>,
-    /// Sockets named in NO_CONTENT since the start.
-    sockets_unread: u64,
-    /// Of those, the ones not taken out again.
-    unread_live: u32,
+    /// read, told to the probes.
+    no_content: Option<NoContent>,
+}
+
+/// The sockets whose bytes the labeler does not read, for the probes to
+/// stop copying them (NO_CONTENT), and how many are in it (NO_CONTENT_N:
+/// the probes look only when any are). A hint: a failed update only costs
+/// copies nobody reads (and the map is LRU: it cannot fill up).
+struct NoContent {
+    sockets: BpfHashMap<MapData, u64, u8>,
+    count: Array<MapData, u32>,
+    /// In the map and not taken out again.
+    live: u32,
+    /// Named since the start.
+    named: u64,
+}
+
+impl NoContent {
+    /// Applies the labeler's changes (see `Labeler::take_unread_changes`).
+    fn apply(&mut self, changes: Vec<(u64, bool)>) {
+        let before = self.live;
+        for (cookie, unread) in changes {
+            if unread {
+                if self.sockets.insert(cookie, 1u8, 0).is_ok() {
+                    self.named += 1;
+                    self.live += 1;
+                }
+            } else if self.sockets.remove(&cookie).is_ok() {
+                self.live = self.live.saturating_sub(1);
+            }
+        }
+        if self.live != before {
+            let _ = self.count.set(0, self.live, 0);
+        }
+    }
 }
 
 /// Where [`Recorder::poll_raw`] puts each poll's records: what a raw log
@@ -609,24 +637,13 @@ impl Recorder {
         fill_filter_maps(&mut ebpf, filters)?;
         let sizes = ring_sizes(opts.ring_bytes, cpus, &online, page, max_record);
         let rings = create_rings(&mut ebpf, &sizes)?;
-        let counters = PerCpuArray::try_from(take_map(&mut ebpf, "COUNTERS")?).map_err(|e| {
-            RecordError::Map {
-                map: "COUNTERS",
-                what: e.to_string(),
-            }
-        })?;
-        let no_content = BpfHashMap::try_from(take_map(&mut ebpf, "NO_CONTENT")?).map_err(|e| {
-            RecordError::Map {
-                map: "NO_CONTENT",
-                what: e.to_string(),
-            }
-        })?;
-        let no_content_n = Array::try_from(take_map(&mut ebpf, "NO_CONTENT_N")?).map_err(|e| {
-            RecordError::Map {
-                map: "NO_CONTENT_N",
-                what: e.to_string(),
-            }
-        })?;
+        let counters = take_typed(&mut ebpf, "COUNTERS")?;
+        let no_content = NoContent {
+            sockets: take_typed(&mut ebpf, "NO_CONTENT")?,
+            count: take_typed(&mut ebpf, "NO_CONTENT_N")?,
+            live: 0,
+            named: 0,
+        };
 
         for (prog, tp) in BTF_PROGRAMS {
             let p: &mut BtfTracePoint = ebpf
@@ -713,9 +730,7 @@ impl Recorder {
                 }
                 _ => None,
             },
-            no_content: (content_skip != 0).then_some((no_content, no_content_n)),
-            sockets_unread: 0,
-            unread_live: 0,
+            no_content: (content_skip != 0).then_some(no_content),
             next_tick: Instant::now() + opts.poll_interval,
             interval: opts.poll_interval,
             ring_sizes: sizes,
@@ -777,7 +792,7 @@ impl Recorder {
             ops_merged: sum(raw::CNT_RUN_OPS)?,
             ops_without_bytes: sum(raw::CNT_NO_BYTES)?,
             chunks_not_copied: sum(raw::CNT_NO_CONTENT)?,
-            sockets_unread: self.sockets_unread,
+            sockets_unread: self.no_content.as_ref().map_or(0, |n| n.named),
             ..self.replay_counters(Counters::default())
         })
     }
@@ -925,18 +940,18 @@ impl Recorder {
         if self.ebpf.is_none() {
             return Ok(());
         }
+        // Taken first: opened never falls behind it, so a run opened and
+        // taken between the two reads makes them differ, never hides one.
         let taken = self.counter(raw::CNT_RUNS_TAKEN)?;
-        let opened = self.counter(raw::CNT_RUNS_OPENED)?;
-        if opened != taken {
+        if self.counter(raw::CNT_RUNS_OPENED)? != taken {
             iter_run(self.flush_link.as_fd()).map_err(|e| RecordError::Map {
                 map: "RUNS",
                 what: format!("running the task iterator {FLUSH_PROGRAM}: {e}"),
             })?;
         }
-        match self.ebpf.as_mut() {
-            Some(ebpf) => flush_batches(ebpf, &self.online),
-            None => Ok(()),
-        }
+        self.ebpf
+            .as_mut()
+            .map_or(Ok(()), |ebpf| flush_batches(ebpf, &self.online))
     }
 
     /// One kernel counter, summed over the CPUs.
@@ -1000,26 +1015,10 @@ impl Recorder {
     }
 
     /// Names the sockets the labeler stopped reading to the probes, and
-    /// drops those it forgot (closed). A failed update only costs copies
-    /// nobody reads: NO_CONTENT is a hint (and LRU: it cannot fill up).
+    /// drops those it forgot (closed).
     fn tell_unread(&mut self) {
-        let (Some(labeler), Some((map, count))) = (self.labeler.as_mut(), self.no_content.as_mut())
-        else {
-            return;
-        };
-        let live = self.unread_live;
-        for (cookie, unread) in labeler.take_unread_changes() {
-            if unread {
-                if map.insert(cookie, 1u8, 0).is_ok() {
-                    self.sockets_unread += 1;
-                    self.unread_live += 1;
-                }
-            } else if map.remove(&cookie).is_ok() {
-                self.unread_live = self.unread_live.saturating_sub(1);
-            }
-        }
-        if self.unread_live != live {
-            let _ = count.set(0, self.unread_live, 0);
+        if let (Some(labeler), Some(nc)) = (self.labeler.as_mut(), self.no_content.as_mut()) {
+            nc.apply(labeler.take_unread_changes());
         }
     }
 
@@ -1176,6 +1175,17 @@ fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, Recor
     ebpf.take_map(name).ok_or(RecordError::Map {
         map: name,
         what: "missing from the object".into(),
+    })
+}
+
+/// A map taken out of the object as its aya type.
+fn take_typed<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, RecordError>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    T::try_from(take_map(ebpf, name)?).map_err(|e| RecordError::Map {
+        map: name,
+        what: e.to_string(),
     })
 }
 

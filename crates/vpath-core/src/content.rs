@@ -354,7 +354,7 @@ impl Labeler {
         }
         if s.unread() {
             if s.misses == UNKNOWN_AFTER {
-                // Reported once: the count stops here.
+                // Reported once: past UNKNOWN_AFTER the count only grows.
                 s.misses += 1;
                 if let Some(v) = self.unread_changes.as_mut() {
                     v.push((sock, true));
