@@ -223,6 +223,8 @@ pub struct Labeler {
     /// or were forgotten while unread (false), in that order, until
     /// [`Labeler::take_unread_changes`].
     unread_changes: Option<Vec<(u64, bool)>>,
+    /// Message starts parsed (not found among the readings).
+    parsed: u64,
 }
 
 /// A reading kept for reuse.
@@ -275,6 +277,7 @@ impl Labeler {
             labels: FxHashMap::default(),
             hasher: foldhash::quality::RandomState::default(),
             unread_changes: None,
+            parsed: 0,
         }
     }
 
@@ -293,6 +296,12 @@ impl Labeler {
             .as_mut()
             .map(std::mem::take)
             .unwrap_or_default()
+    }
+
+    /// How many message starts were parsed so far (the others were found
+    /// among the readings kept).
+    pub fn parsed(&self) -> u64 {
+        self.parsed
     }
 
     /// Replaces the event's raw bytes by a label (or by nothing).
@@ -398,6 +407,7 @@ impl Labeler {
                 self.readings.entry(key).or_insert(r)
             }
             None => {
+                self.parsed += 1;
                 let mut r = read(&s.bytes, s.protocol);
                 // Different starts often read the same (literals redacted,
                 // a reply's values dropped): hand out one shared label, so

@@ -53,6 +53,7 @@ fn main() -> anyhow::Result<()> {
     );
     let mut best = f64::MAX;
     let mut labelled = 0;
+    let mut parsed = 0;
     for _ in 0..rounds {
         let mut batch = events.clone();
         let mut l = Labeler::new(64);
@@ -62,16 +63,18 @@ fn main() -> anyhow::Result<()> {
         }
         let ns = t.elapsed().as_nanos() as f64 / with_bytes as f64;
         best = best.min(ns);
+        parsed = l.parsed();
         labelled = batch
             .iter()
             .filter(|e| matches!(e.data.as_deref(), Some(Data::Label(_))))
             .count();
     }
     println!(
-        "{} events, {} with message bytes, {} labelled; labeler {:.0} ns per event with bytes (best of {} rounds)",
+        "{} events, {} with message bytes, {} labelled, {} parsed; labeler {:.0} ns per event with bytes (best of {} rounds)",
         events.len(),
         with_bytes,
         labelled,
+        parsed,
         best,
         rounds
     );
