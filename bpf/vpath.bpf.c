@@ -1039,6 +1039,10 @@ int vp_state(unsigned long long *ctx)
 		if (vp_thread_filters())
 			return 0;
 		ret = -(__s64)sk->sk_err;
+		/* A handshake given up without a socket error (no port left,
+		 * closed while connecting) still failed. */
+		if (ret == 0 && oldstate == TCP_SYN_SENT)
+			ret = -ECONNABORTED;
 	}
 	if (!vp_tuple_btf(sk, &t) || !vp_sock_filter_ok(t.netns, t.lport, t.rport))
 		return 0;
