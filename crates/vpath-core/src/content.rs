@@ -388,24 +388,22 @@ impl Labeler {
             h.write(&s.bytes);
             h.finish()
         };
-        if !self.readings.contains_key(&key) {
-            // Past the cap, the table becomes the old generation; a reading
-            // used again comes back from it without a parse, so the
-            // readings in use survive a stream of one-off starts (a
-            // handshake's random salt, a reply's values).
-            if self.readings.len() >= MAX_READINGS / 2 {
-                self.old_readings = std::mem::take(&mut self.readings);
-            }
-            if self.labels.len() >= MAX_READINGS {
-                self.labels.clear();
-            }
+        // Most starts were read before: one probe of the table.
+        if let Some(r) = self.readings.get(&key) {
+            return hand_out(s, r.as_ref());
         }
-        let reading = match self.readings.get(&key) {
+        // Past the cap, the table becomes the old generation; a reading
+        // used again comes back from it without a parse, so the readings
+        // in use survive a stream of one-off starts (a handshake's random
+        // salt, a reply's values).
+        if self.readings.len() >= MAX_READINGS / 2 {
+            self.old_readings = std::mem::take(&mut self.readings);
+        }
+        if self.labels.len() >= MAX_READINGS {
+            self.labels.clear();
+        }
+        let r = match self.old_readings.remove(&key) {
             Some(r) => r,
-            None if self.old_readings.contains_key(&key) => {
-                let r = self.old_readings.remove(&key).expect("checked");
-                self.readings.entry(key).or_insert(r)
-            }
             None => {
                 self.parsed += 1;
                 let mut r = read(&s.bytes, s.protocol);
@@ -422,22 +420,28 @@ impl Labeler {
                         }
                     }
                 }
-                self.readings.entry(key).or_insert(r)
+                r
             }
         };
-        let r = reading.as_ref()?;
-        if let Some(p) = r.request {
-            s.protocol = Some(p);
-        }
-        // The same reading as the event before: nothing new to carry. (Two
-        // different readings with equal 64-bit hashes would lose the second;
-        // the odds are negligible next to a wrong reading's.)
-        if s.last == Some(r.fingerprint) {
-            return None;
-        }
-        s.last = Some(r.fingerprint);
-        Some(Arc::clone(&r.label))
+        hand_out(s, self.readings.entry(key).or_insert(r).as_ref())
     }
+}
+
+/// What a socket's event carries for `reading` of its message: its label
+/// if it is new for this message, else nothing.
+fn hand_out(s: &mut LabelerSock, reading: Option<&Reading>) -> Option<Arc<Label>> {
+    let r = reading?;
+    if let Some(p) = r.request {
+        s.protocol = Some(p);
+    }
+    // The same reading as the event before: nothing new to carry. (Two
+    // different readings with equal 64-bit hashes would lose the second;
+    // the odds are negligible next to a wrong reading's.)
+    if s.last == Some(r.fingerprint) {
+        return None;
+    }
+    s.last = Some(r.fingerprint);
+    Some(Arc::clone(&r.label))
 }
 
 #[cfg(test)]
