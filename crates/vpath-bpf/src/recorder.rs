@@ -937,21 +937,20 @@ impl Recorder {
     /// yet is inside the checkpoint margin, like any probe in flight). On
     /// a load that merges nothing (Tomcat) it was ~10% of the reader.
     fn flush_held(&mut self) -> Result<(), RecordError> {
-        if self.ebpf.is_none() {
-            return Ok(());
-        }
         // Taken first: opened never falls behind it, so a run opened and
         // taken between the two reads makes them differ, never hides one.
         let taken = self.counter(raw::CNT_RUNS_TAKEN)?;
-        if self.counter(raw::CNT_RUNS_OPENED)? != taken {
+        let runs_open = self.counter(raw::CNT_RUNS_OPENED)? != taken;
+        let Some(ebpf) = self.ebpf.as_mut() else {
+            return Ok(());
+        };
+        if runs_open {
             iter_run(self.flush_link.as_fd()).map_err(|e| RecordError::Map {
                 map: "RUNS",
                 what: format!("running the task iterator {FLUSH_PROGRAM}: {e}"),
             })?;
         }
-        self.ebpf
-            .as_mut()
-            .map_or(Ok(()), |ebpf| flush_batches(ebpf, &self.online))
+        flush_batches(ebpf, &self.online)
     }
 
     /// One kernel counter, summed over the CPUs.
